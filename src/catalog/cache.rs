@@ -1,0 +1,153 @@
+//! A short-TTL, in-process cache in front of any `Catalog`: positive answers only, so a row
+//! committed a moment ago is visible at once; a changed or deleted row may be served until its
+//! entry expires or a writer calls `invalidate`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moka::future::Cache;
+
+use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
+
+/// Enough for every attachment a busy instance serves within a TTL; bounded so that a scan
+/// of many ids cannot grow memory without limit.
+const MAX_ENTRIES: u64 = 100_000;
+
+/// Cache counters, exported as `catalog_cache_hits_total` and `catalog_cache_misses_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Entries are keyed by attachment id alone (the primary key, so one row per key); a lookup
+/// is a hit only when the cached row answers it exactly: same route (status) and, for linked
+/// reads, the same dialog. Keying by id lets `invalidate` drop an entry without a scan.
+pub struct CachedCatalog<C> {
+    inner: C,
+    rows: Cache<String, AttachmentRow>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<C: Catalog> CachedCatalog<C> {
+    pub fn new(inner: C, ttl: Duration) -> Self {
+        CachedCatalog {
+            inner,
+            rows: Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(ttl)
+                .build(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// The cached row for `attachment_id` if `answers` accepts it, counting a hit or a miss.
+    async fn cached(
+        &self,
+        attachment_id: &str,
+        answers: impl Fn(&AttachmentRow) -> bool,
+    ) -> Option<AttachmentRow> {
+        match self.rows.get(attachment_id).await {
+            Some(row) if answers(&row) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(row)
+            }
+            _ => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Remember a found row; a miss is not remembered.
+    async fn remember(&self, found: &Option<AttachmentRow>) {
+        if let Some(row) = found {
+            self.rows.insert(row.id.clone(), row.clone()).await;
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Catalog> Catalog for CachedCatalog<C> {
+    async fn find_linked(
+        &self,
+        dialog_id: &str,
+        attachment_id: &str,
+    ) -> Result<Option<AttachmentRow>, CatalogError> {
+        let answers = |row: &AttachmentRow| {
+            row.status == AttachmentStatus::Linked && row.dialog_id.as_deref() == Some(dialog_id)
+        };
+        if let Some(row) = self.cached(attachment_id, answers).await {
+            return Ok(Some(row));
+        }
+        let found = self.inner.find_linked(dialog_id, attachment_id).await?;
+        self.remember(&found).await;
+        Ok(found)
+    }
+
+    async fn find_staged(
+        &self,
+        attachment_id: &str,
+    ) -> Result<Option<AttachmentRow>, CatalogError> {
+        let answers = |row: &AttachmentRow| row.status == AttachmentStatus::Uploaded;
+        if let Some(row) = self.cached(attachment_id, answers).await {
+            return Ok(Some(row));
+        }
+        let found = self.inner.find_staged(attachment_id).await?;
+        self.remember(&found).await;
+        Ok(found)
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        self.inner.ping().await
+    }
+
+    async fn migrate(&self) -> Result<(), CatalogError> {
+        self.inner.migrate().await
+    }
+
+    async fn upsert_dialog(
+        &self,
+        dialog_id: &str,
+        owner_user_id: &str,
+    ) -> Result<(), CatalogError> {
+        self.inner.upsert_dialog(dialog_id, owner_user_id).await?;
+        // Cached rows carry the dialog's owner; an owner change is rare (seeding), so drop
+        // everything rather than index entries by dialog.
+        self.rows.invalidate_all();
+        Ok(())
+    }
+
+    async fn upsert_attachment(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        self.inner.upsert_attachment(row).await?;
+        self.rows.invalidate(&row.id).await;
+        Ok(())
+    }
+
+    async fn invalidate(&self, attachment_id: &str) {
+        self.rows.invalidate(attachment_id).await;
+        self.inner.invalidate(attachment_id).await;
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(CacheStats {
+            hits: self.hits(),
+            misses: self.misses(),
+        })
+    }
+}

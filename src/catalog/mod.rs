@@ -1,0 +1,131 @@
+//! The attachment catalog: the `ChatAttachment` table and its dialog's owner, one indexed query
+//! per read. PostgreSQL in production, SQLite for the embedded default; a short-TTL cache sits
+//! in front (`cache`).
+
+pub mod cache;
+pub mod postgres;
+pub mod query;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::{CatalogConfig, DatabaseKind};
+
+pub use cache::{CacheStats, CachedCatalog};
+pub use postgres::PgCatalog;
+pub use sqlite::SqliteCatalog;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachmentStatus {
+    Uploaded,
+    Linked,
+}
+
+impl AttachmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentStatus::Uploaded => "UPLOADED",
+            AttachmentStatus::Linked => "LINKED",
+        }
+    }
+}
+
+/// One `ChatAttachment` row joined with the owner of its dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    pub id: String,
+    pub dialog_id: Option<String>,
+    pub message_id: Option<String>,
+    pub storage_path: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub original_name: String,
+    pub created_by_user_id: String,
+    pub status: AttachmentStatus,
+    /// Millisecond precision, as stored (`timestamp(3)`).
+    pub created_at: DateTime<Utc>,
+    pub linked_at: Option<DateTime<Utc>>,
+    /// `"SupportDialog"."userId"` of `dialog_id`, read in the same query; `None` when unlinked
+    /// or when the dialog row is missing.
+    pub dialog_owner_id: Option<String>,
+}
+
+/// A row to insert (uploads, demo and test seeding).
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub id: String,
+    pub dialog_id: Option<String>,
+    pub message_id: Option<String>,
+    pub storage_path: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub original_name: String,
+    pub created_by_user_id: String,
+    pub status: AttachmentStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    CorruptRow(String),
+}
+
+/// Read side used by the request path, plus the few writes that seeding needs.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// A `LINKED` attachment of `dialog_id`, with the dialog's owner.
+    async fn find_linked(
+        &self,
+        dialog_id: &str,
+        attachment_id: &str,
+    ) -> Result<Option<AttachmentRow>, CatalogError>;
+    /// An `UPLOADED` (staged) attachment by id.
+    async fn find_staged(&self, attachment_id: &str)
+        -> Result<Option<AttachmentRow>, CatalogError>;
+    /// Cheap liveness query for `/readyz`.
+    async fn ping(&self) -> Result<(), CatalogError>;
+    /// Apply `migrations/` (idempotent).
+    async fn migrate(&self) -> Result<(), CatalogError>;
+    /// Insert or update a dialog row of the configured dialog table.
+    async fn upsert_dialog(&self, dialog_id: &str, owner_user_id: &str)
+        -> Result<(), CatalogError>;
+    /// Insert or replace an attachment row.
+    async fn upsert_attachment(&self, row: &NewAttachment) -> Result<(), CatalogError>;
+    /// Forget anything cached about `attachment_id`; writers (commit, discard, cleanup) call it
+    /// after changing the row. A catalog without a cache has nothing to do.
+    async fn invalidate(&self, _attachment_id: &str) {}
+    /// Hit and miss counts of the in-process cache, when there is one.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+}
+
+/// The catalog `cfg` describes: PostgreSQL or SQLite, behind the in-process cache unless
+/// `cache_ttl` is zero.
+///
+/// Pools belong to the tokio runtime they are created on, so await this on the runtime that
+/// will run the catalog's queries (the I/O runtime). PostgreSQL connects lazily: the gateway
+/// starts while the database is away and `ping` (`/readyz`) reports it. SQLite opens (and
+/// creates) its file at once.
+pub async fn connect(cfg: &CatalogConfig) -> Result<Arc<dyn Catalog>, CatalogError> {
+    match cfg.kind {
+        DatabaseKind::Postgres => Ok(with_cache(PgCatalog::connect(cfg).await?, cfg)),
+        DatabaseKind::Sqlite => Ok(with_cache(SqliteCatalog::connect(cfg).await?, cfg)),
+    }
+}
+
+fn with_cache<C: Catalog + 'static>(catalog: C, cfg: &CatalogConfig) -> Arc<dyn Catalog> {
+    if cfg.cache_ttl.is_zero() {
+        Arc::new(catalog)
+    } else {
+        Arc::new(CachedCatalog::new(catalog, cfg.cache_ttl))
+    }
+}

@@ -1,0 +1,83 @@
+//! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{catalog, config, demo, io_runtime, server, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "attachment-gateway",
+    version,
+    about = "Private attachment gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "conf/gateway.toml")]
+    config: PathBuf,
+    /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+    #[arg(long, global = true)]
+    upgrade: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Run,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Apply `migrations/` to the catalog database.
+    Migrate,
+    /// Run on the embedded default with sample data and print ready-to-paste requests.
+    Demo,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            server::run(cfg, cli.upgrade)
+        }),
+        Command::CheckConfig => with_config(&cli.config, |cfg| {
+            print!("{}", config::render_redacted(&cfg));
+            Ok(())
+        }),
+        Command::Migrate => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            io_runtime::block_on(async {
+                let catalog = catalog::connect(&cfg.catalog).await?;
+                catalog.migrate().await?;
+                anyhow::Ok(())
+            })?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }),
+        Command::Demo => report(demo::run()),
+    }
+}
+
+/// Load the config (exit 2 with one line per problem), then run `f`.
+fn with_config(path: &Path, f: impl FnOnce(config::Config) -> anyhow::Result<()>) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => report(f(cfg)),
+        Err(problems) => {
+            eprintln!("{problems}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

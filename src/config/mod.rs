@@ -1,0 +1,379 @@
+//! Validated configuration: real types, checked once at load; built from `raw` (the TOML file).
+//!
+//! Secrets are held as `Secret` so that `Debug`/`Display` never print them.
+
+mod checker;
+mod load;
+pub mod raw;
+mod render;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use load::{from_toml_str, load, load_demo, ConfigErrors, Problem, DEMO_TOML};
+pub use render::{redact_url, render_redacted};
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret value that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// Inline secrets in the TOML file deserialize straight into `Secret`; a non-string value is
+/// refused without echoing it.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub app: AppConfig,
+    pub auth: AuthConfig,
+    pub catalog: CatalogConfig,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    pub limits: LimitsConfig,
+    pub upload: UploadConfig,
+    pub internal: InternalConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the public proxy service.
+    pub threads: usize,
+    /// Peers whose `X-Forwarded-For` is believed (CIDR networks).
+    pub trusted_proxies: Vec<IpNet>,
+    pub grace_period: Duration,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// An IP network in CIDR form (`10.0.0.0/8`, `::1/128`); a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IpNet {
+    /// Build a network, clearing host bits (`10.1.2.3/8` is `10.0.0.0/8`); `None` when the
+    /// prefix is longer than the address.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Option<IpNet> {
+        let addr = match addr {
+            IpAddr::V4(v4) if prefix_len <= 32 => {
+                IpAddr::V4((u32::from(v4) & mask_v4(prefix_len)).into())
+            }
+            IpAddr::V6(v6) if prefix_len <= 128 => {
+                IpAddr::V6((u128::from(v6) & mask_v6(prefix_len)).into())
+            }
+            _ => return None,
+        };
+        Some(IpNet { addr, prefix_len })
+    }
+
+    /// Whether `ip` is inside this network. An IPv4-mapped IPv6 peer (`::ffff:10.0.0.1`, what a
+    /// dual-stack socket reports) is compared as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = mask_v4(self.prefix_len);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = mask_v6(self.prefix_len);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(prefix_len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix_len.min(32)))
+        .unwrap_or(0)
+}
+
+fn mask_v6(prefix_len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix_len.min(128)))
+        .unwrap_or(0)
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    /// `10.0.0.0/8`, `fd00::/8`, or a bare address (a single host).
+    fn from_str(s: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && !p.starts_with('+') => n,
+                _ => return Err(format!("{s:?} has a prefix length outside 0..={max}")),
+            },
+        };
+        IpNet::new(addr, prefix_len).ok_or_else(|| format!("{s:?} is not a CIDR network"))
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `host:port` of the app; resolved at start.
+    pub upstream: String,
+    pub tls: bool,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub const ALL: [JwtAlgorithm; 12] = [
+        JwtAlgorithm::HS256,
+        JwtAlgorithm::HS384,
+        JwtAlgorithm::HS512,
+        JwtAlgorithm::RS256,
+        JwtAlgorithm::RS384,
+        JwtAlgorithm::RS512,
+        JwtAlgorithm::PS256,
+        JwtAlgorithm::PS384,
+        JwtAlgorithm::PS512,
+        JwtAlgorithm::ES256,
+        JwtAlgorithm::ES384,
+        JwtAlgorithm::EdDSA,
+    ];
+
+    /// The JOSE name (RFC 7518 section 3.1, RFC 8037 for `EdDSA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::HS256 => "HS256",
+            JwtAlgorithm::HS384 => "HS384",
+            JwtAlgorithm::HS512 => "HS512",
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::RS384 => "RS384",
+            JwtAlgorithm::RS512 => "RS512",
+            JwtAlgorithm::PS256 => "PS256",
+            JwtAlgorithm::PS384 => "PS384",
+            JwtAlgorithm::PS512 => "PS512",
+            JwtAlgorithm::ES256 => "ES256",
+            JwtAlgorithm::ES384 => "ES384",
+            JwtAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// HMAC with the shared secret (`HS*`); every other algorithm verifies with a public key.
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        )
+    }
+}
+
+impl std::str::FromStr for JwtAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<JwtAlgorithm, String> {
+        JwtAlgorithm::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = JwtAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+                format!("{s:?} is not a known algorithm ({})", known.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PublicKeyConfig {
+    pub kid: String,
+    pub alg: JwtAlgorithm,
+    /// PEM contents, read at load time.
+    pub pem: String,
+    pub pem_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub hs_secret: Option<Secret>,
+    pub public_keys: Vec<PublicKeyConfig>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    pub cookie: String,
+    pub user_claim: String,
+    pub role_claim: String,
+    pub permissions_claim: String,
+    pub staff_permission: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// Full URL; may carry a password, so it is a secret.
+    pub database_url: Secret,
+    pub kind: DatabaseKind,
+    pub max_connections: u32,
+    /// Zero disables the in-process cache.
+    pub cache_ttl: Duration,
+    /// Validated SQL identifiers (`[A-Za-z_][A-Za-z0-9_]*`), quoted when used.
+    pub dialog_table: String,
+    pub dialog_owner_column: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageProvider {
+    Fs { root: PathBuf },
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// `http://127.0.0.1:8333` or `https://s3.eu-central-1.amazonaws.com`.
+    pub endpoint: url::Url,
+    pub region: String,
+    pub bucket: String,
+    pub path_style: bool,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Extra CA bundle (PEM) for private endpoints.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub provider: StorageProvider,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub signed_url_ttl: Duration,
+    /// 0 = off.
+    pub offload_over_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub cache_max_age_s: u64,
+    /// Full reads above this are refused; ranges keep working.
+    pub max_object_bytes: u64,
+    /// MIME types (or `type/*` wildcards) shown inline.
+    pub inline_types: Vec<String>,
+    pub cross_origin_resource_policy: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisError {
+    Local,
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub redis_url: Option<Secret>,
+    pub user_per_minute: u32,
+    pub ip_per_minute: u32,
+    pub burst: u32,
+    pub max_concurrent_per_user: u32,
+    pub on_redis_error: OnRedisError,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub max_bytes: u64,
+    pub allowed_types: Vec<String>,
+    pub staged_ttl: Duration,
+    pub cleanup_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct InternalConfig {
+    pub service_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}

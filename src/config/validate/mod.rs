@@ -1,0 +1,415 @@
+//! Raw sections -> validated `Config`: defaults from SPEC section 10, secret sources resolved,
+//! every value checked. Each check records a `Problem` and carries on with a fallback, so one
+//! run reports everything that is wrong. Reading the TOML itself is `load`'s job.
+
+mod auth;
+mod storage;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::checker::Checker;
+use super::raw::*;
+use super::*;
+
+pub(super) fn config(raw: RawConfig, c: &mut Checker) -> Config {
+    let server = server(raw.server, c);
+    Config {
+        server,
+        app: app(raw.app, c),
+        auth: auth::section(raw.auth, c),
+        catalog: catalog(raw.catalog, c),
+        storage: storage::section(raw.storage, c),
+        http: http(raw.http, c),
+        limits: limits(raw.limits, c),
+        upload: upload(raw.upload, c),
+        internal: internal(raw.internal, c),
+        log: log(raw.log, c),
+    }
+}
+
+fn socket_addr(c: &mut Checker, key: &str, value: Option<String>, default: &str) -> SocketAddr {
+    let fallback = default.parse().expect("default socket address");
+    let Some(v) = value else {
+        return fallback;
+    };
+    v.parse().unwrap_or_else(|_| {
+        c.problem(key, format!("{v:?} is not a socket address (host:port)"));
+        fallback
+    })
+}
+
+fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
+    let listen = socket_addr(c, "server.listen", raw.listen, "0.0.0.0:8080");
+    let admin_listen = socket_addr(c, "server.admin_listen", raw.admin_listen, "127.0.0.1:9090");
+    if listen == admin_listen && listen.port() != 0 {
+        c.problem(
+            "server.admin_listen",
+            format!("{admin_listen} is also server.listen; the admin routes need their own"),
+        );
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = c.int("server.threads", raw.threads, cores as u64, 1, 1024) as usize;
+    let mut trusted_proxies = Vec::new();
+    for (i, entry) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        match entry.parse::<IpNet>() {
+            Ok(net) => trusted_proxies.push(net),
+            Err(e) => c.problem(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
+    let grace_period = c.seconds("server.grace_period_s", raw.grace_period_s, 30, 0);
+    let (tls_cert_file, tls_key_file) = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(cert), Some(key)) => (
+            Some(c.existing_file("server.tls_cert_file", &cert)),
+            Some(c.existing_file("server.tls_key_file", &key)),
+        ),
+        (None, None) => (None, None),
+        (Some(_), None) => {
+            c.problem(
+                "server.tls_key_file",
+                "must be set with server.tls_cert_file",
+            );
+            (None, None)
+        }
+        (None, Some(_)) => {
+            c.problem(
+                "server.tls_cert_file",
+                "must be set with server.tls_key_file",
+            );
+            (None, None)
+        }
+    };
+    ServerConfig {
+        listen,
+        admin_listen,
+        threads,
+        trusted_proxies,
+        grace_period,
+        tls_cert_file,
+        tls_key_file,
+    }
+}
+
+fn app(raw: RawApp, c: &mut Checker) -> AppConfig {
+    let upstream = raw.upstream.unwrap_or_else(|| "127.0.0.1:3000".to_string());
+    if !is_host_port(&upstream) {
+        c.problem(
+            "app.upstream",
+            format!("{upstream:?} is not host:port (for example \"127.0.0.1:3000\")"),
+        );
+    }
+    AppConfig {
+        upstream,
+        tls: raw.tls.unwrap_or(false),
+        sni: c.optional_non_empty("app.sni", raw.sni),
+    }
+}
+
+/// `10.0.0.5:3000`, `[::1]:3000` or `app.internal:3000`: a host and a non-zero port.
+fn is_host_port(s: &str) -> bool {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return addr.port() != 0;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '-');
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
+    let configured = c.secret(
+        "catalog.database_url",
+        raw.database_url,
+        raw.database_url_env,
+        raw.database_url_file,
+    );
+    // DATABASE_URL wins over the file, as with every other sqlx tool the operator runs.
+    let from_env = (c.env)("DATABASE_URL").filter(|v| !v.is_empty());
+    let (key, url) = match (from_env, configured) {
+        (Some(url), _) => ("DATABASE_URL", url),
+        (None, Some(url)) => ("catalog.database_url", url.expose().to_string()),
+        (None, None) => (
+            "catalog.database_url",
+            "sqlite://data/gateway.db".to_string(),
+        ),
+    };
+    let kind = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        DatabaseKind::Postgres
+    } else if url.starts_with("sqlite:") {
+        DatabaseKind::Sqlite
+    } else {
+        // Only the scheme is quoted: the rest of the URL may hold a password.
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        let scheme = if !scheme.is_empty() && scheme.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            format!("scheme {scheme:?} is not supported")
+        } else {
+            "the value is not a database URL".to_string()
+        };
+        c.problem(
+            key,
+            format!("{scheme} (expected postgres://, postgresql:// or sqlite:)"),
+        );
+        DatabaseKind::Sqlite
+    };
+    let url = match kind {
+        DatabaseKind::Sqlite => sqlite_url(c, &url),
+        DatabaseKind::Postgres => url,
+    };
+    let dialog_table = identifier(c, "catalog.dialog_table", raw.dialog_table, "SupportDialog");
+    let dialog_owner_column = identifier(
+        c,
+        "catalog.dialog_owner_column",
+        raw.dialog_owner_column,
+        "userId",
+    );
+    CatalogConfig {
+        database_url: Secret::new(url),
+        kind,
+        max_connections: c.u32("catalog.max_connections", raw.max_connections, 10),
+        cache_ttl: c.seconds("catalog.cache_ttl_s", raw.cache_ttl_s, 30, 0),
+        dialog_table,
+        dialog_owner_column,
+    }
+}
+
+/// A relative SQLite path follows the same rule as every other path (see `load`).
+fn sqlite_url(c: &Checker, url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if c.paths_as_written() || rest.starts_with(':') || rest.starts_with('/') {
+        return url.to_string();
+    }
+    format!("sqlite://{}", c.path(Path::new(rest)).display())
+}
+
+/// A SQL identifier the catalog quotes into its query: `[A-Za-z_][A-Za-z0-9_]{0,62}`.
+fn identifier(c: &mut Checker, key: &str, value: Option<String>, default: &str) -> String {
+    let Some(v) = value else {
+        return default.to_string();
+    };
+    let mut chars = v.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_');
+    if first_ok && v.len() <= 63 && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+        v
+    } else {
+        c.problem(
+            key,
+            format!("{v:?} is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]{{0,62}})"),
+        );
+        default.to_string()
+    }
+}
+
+fn default_allowed_types() -> Vec<String> {
+    [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "video/mp4",
+        "video/webm",
+        "audio/mpeg",
+        "audio/ogg",
+        "application/zip",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `type/subtype` or `type/*`, lower-case, RFC 6838 section 4.2 characters.
+fn mime_list(c: &mut Checker, key: &str, value: Option<Vec<String>>, inline: bool) -> Vec<String> {
+    let Some(list) = value else {
+        return if inline {
+            crate::http::disposition::default_inline_types()
+        } else {
+            default_allowed_types()
+        };
+    };
+    if list.is_empty() && !inline {
+        c.problem(
+            key,
+            "must list at least one type (an empty list refuses every upload)",
+        );
+    }
+    let restricted = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$&-^_.+".contains(&b))
+    };
+    let mut out = Vec::new();
+    for (i, entry) in list.into_iter().enumerate() {
+        let valid = match entry.split_once('/') {
+            Some((ty, "*")) => restricted(ty) || ty == "*",
+            Some((ty, sub)) => restricted(ty) && restricted(sub),
+            None => false,
+        };
+        if !valid {
+            c.problem(
+                format!("{key}[{i}]"),
+                format!("{entry:?} is not a lower-case MIME type (type/subtype or type/*)"),
+            );
+        } else if inline && !shown_inline(&entry) {
+            c.problem(
+                format!("{key}[{i}]"),
+                format!("{entry:?} is never shown inline: a browser could run script in it"),
+            );
+        } else if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// Whether the response policy would honour `entry` in `http.inline_types`: it refuses
+/// active types (SVG, HTML, XML, script) whatever the list says, so listing one is a mistake.
+fn shown_inline(entry: &str) -> bool {
+    let sample = match entry.split_once('/') {
+        Some(("*", "*")) => "application/octet-stream".to_string(),
+        Some((ty, "*")) => format!("{ty}/x-sample"),
+        _ => entry.to_string(),
+    };
+    crate::http::disposition::is_inline(&sample, &[entry.to_string()])
+}
+
+fn http(raw: RawHttp, c: &mut Checker) -> HttpConfig {
+    let corp = [
+        ("same-origin", "same-origin"),
+        ("same-site", "same-site"),
+        ("cross-origin", "cross-origin"),
+    ];
+    HttpConfig {
+        cache_max_age_s: c.int(
+            "http.cache_max_age_s",
+            raw.cache_max_age_s,
+            300,
+            0,
+            u64::MAX,
+        ),
+        max_object_bytes: c.int(
+            "http.max_object_bytes",
+            raw.max_object_bytes,
+            2 << 30,
+            1,
+            u64::MAX,
+        ),
+        inline_types: mime_list(c, "http.inline_types", raw.inline_types, true),
+        cross_origin_resource_policy: c
+            .choice(
+                "http.cross_origin_resource_policy",
+                raw.cross_origin_resource_policy,
+                &corp,
+                "same-origin",
+            )
+            .to_string(),
+    }
+}
+
+fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
+    let redis_url = c.secret(
+        "limits.redis_url",
+        raw.redis_url,
+        raw.redis_url_env,
+        raw.redis_url_file,
+    );
+    if let Some(url) = &redis_url {
+        let scheme_ok = url::Url::parse(url.expose())
+            .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"));
+        if !scheme_ok {
+            // The URL may carry a password: describe it, never echo it.
+            c.problem(
+                "limits.redis_url",
+                "is not a redis://, rediss:// or redis+unix:// URL",
+            );
+        }
+    }
+    let on_error = [
+        ("local", OnRedisError::Local),
+        ("allow", OnRedisError::Allow),
+        ("deny", OnRedisError::Deny),
+    ];
+    LimitsConfig {
+        redis_url,
+        user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 120),
+        ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 600),
+        burst: c.u32("limits.burst", raw.burst, 20),
+        max_concurrent_per_user: c.u32(
+            "limits.max_concurrent_per_user",
+            raw.max_concurrent_per_user,
+            4,
+        ),
+        on_redis_error: c.choice(
+            "limits.on_redis_error",
+            raw.on_redis_error,
+            &on_error,
+            OnRedisError::Local,
+        ),
+    }
+}
+
+fn upload(raw: RawUpload, c: &mut Checker) -> UploadConfig {
+    UploadConfig {
+        max_bytes: c.int("upload.max_bytes", raw.max_bytes, 25 << 20, 1, u64::MAX),
+        allowed_types: mime_list(c, "upload.allowed_types", raw.allowed_types, false),
+        staged_ttl: Duration::from_secs(
+            60 * c.int("upload.staged_ttl_min", raw.staged_ttl_min, 60, 1, 1 << 32),
+        ),
+        cleanup_interval: c.seconds("upload.cleanup_interval_s", raw.cleanup_interval_s, 300, 1),
+    }
+}
+
+fn internal(raw: RawInternal, c: &mut Checker) -> InternalConfig {
+    let service_token = c.secret(
+        "internal.service_token",
+        raw.service_token,
+        raw.service_token_env,
+        raw.service_token_file,
+    );
+    if let Some(token) = &service_token {
+        if token.expose().len() < 16 {
+            c.problem(
+                "internal.service_token",
+                format!(
+                    "is only {} bytes; use at least 32 random bytes",
+                    token.expose().len()
+                ),
+            );
+        }
+    }
+    InternalConfig { service_token }
+}
+
+fn log(raw: RawLog, c: &mut Checker) -> LogConfig {
+    let level = raw.level.unwrap_or_else(|| "info".to_string());
+    let plain = ["trace", "debug", "info", "warn", "error", "off"];
+    // A bare word would silently become a target filter in `EnvFilter` ("verbose" = log the
+    // `verbose` crate); only directives with `=` or `,` go to it.
+    let valid = if level.contains(['=', ',']) {
+        tracing_subscriber::EnvFilter::try_new(&level).is_ok()
+    } else {
+        plain.contains(&level.as_str())
+    };
+    if !valid {
+        c.problem(
+            "log.level",
+            format!("{level:?} is not a level (trace, debug, info, warn, error, off) or a filter directive"),
+        );
+    }
+    let formats = [("json", LogFormat::Json), ("text", LogFormat::Text)];
+    LogConfig {
+        level,
+        format: c.choice("log.format", raw.format, &formats, LogFormat::Json),
+    }
+}

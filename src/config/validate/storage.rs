@@ -1,0 +1,201 @@
+//! `[storage]`: the provider and its keys (`fs` root, `s3` endpoint, bucket and credentials)
+//! plus the timeouts every provider shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::super::checker::Checker;
+use super::super::raw::RawStorage;
+use super::super::{S3Config, StorageConfig, StorageProvider};
+
+pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
+    let ms = |n: u64| Duration::from_millis(n);
+    let connect_timeout = ms(c.int(
+        "storage.connect_timeout_ms",
+        raw.connect_timeout_ms,
+        2000,
+        1,
+        u64::MAX,
+    ));
+    let read_timeout = ms(c.int(
+        "storage.read_timeout_ms",
+        raw.read_timeout_ms,
+        15000,
+        1,
+        u64::MAX,
+    ));
+    // SigV4 presigned URLs live at most 7 days (X-Amz-Expires <= 604800).
+    let signed_url_ttl = Duration::from_secs(c.int(
+        "storage.signed_url_ttl_s",
+        raw.signed_url_ttl_s,
+        60,
+        1,
+        604_800,
+    ));
+    let offload_over_bytes = c.int(
+        "storage.offload_over_bytes",
+        raw.offload_over_bytes,
+        0,
+        0,
+        u64::MAX,
+    );
+    let provider = raw.provider.clone().unwrap_or_else(|| "fs".to_string());
+    let s3_keys = [
+        ("endpoint", raw.endpoint.is_some()),
+        ("region", raw.region.is_some()),
+        ("path_style", raw.path_style.is_some()),
+        ("access_key_id", raw.access_key_id.is_some()),
+        ("access_key_id_env", raw.access_key_id_env.is_some()),
+        ("access_key_id_file", raw.access_key_id_file.is_some()),
+        ("secret_access_key", raw.secret_access_key.is_some()),
+        ("secret_access_key_env", raw.secret_access_key_env.is_some()),
+        (
+            "secret_access_key_file",
+            raw.secret_access_key_file.is_some(),
+        ),
+        ("ca_file", raw.ca_file.is_some()),
+    ];
+    let supabase_keys = [
+        ("url", raw.url.is_some()),
+        ("service_key", raw.service_key.is_some()),
+        ("service_key_env", raw.service_key_env.is_some()),
+        ("service_key_file", raw.service_key_file.is_some()),
+    ];
+    // A key of another provider is most likely a half-finished switch; say so.
+    let mut not_for = |keys: &[(&str, bool)], used_by: &str| {
+        for (key, set) in keys {
+            if *set {
+                c.problem(
+                    format!("storage.{key}"),
+                    format!("only used with storage.provider = {used_by:?}, not {provider:?}"),
+                );
+            }
+        }
+    };
+    let fs_default = || StorageProvider::Fs {
+        root: PathBuf::from("data/bucket"),
+    };
+    let chosen = match provider.as_str() {
+        "fs" => {
+            not_for(&s3_keys, "s3");
+            not_for(&supabase_keys, "supabase");
+            not_for(&[("bucket", raw.bucket.is_some())], "s3");
+            let root = raw.root.unwrap_or_else(|| PathBuf::from("data/bucket"));
+            if root.as_os_str().is_empty() {
+                c.problem("storage.root", "must not be empty");
+            }
+            StorageProvider::Fs {
+                root: c.path(&root),
+            }
+        }
+        "s3" => {
+            not_for(&supabase_keys, "supabase");
+            not_for(&[("root", raw.root.is_some())], "fs");
+            s3(raw, c).map_or_else(fs_default, StorageProvider::S3)
+        }
+        "supabase" => {
+            c.problem(
+                "storage.provider",
+                "\"supabase\" is not supported yet; use \"s3\" with Supabase's S3 endpoint",
+            );
+            fs_default()
+        }
+        other => {
+            c.problem(
+                "storage.provider",
+                format!("{other:?} must be one of \"fs\", \"s3\", \"supabase\""),
+            );
+            fs_default()
+        }
+    };
+    StorageConfig {
+        provider: chosen,
+        connect_timeout,
+        read_timeout,
+        signed_url_ttl,
+        offload_over_bytes,
+    }
+}
+
+fn s3(raw: RawStorage, c: &mut Checker) -> Option<S3Config> {
+    let endpoint = match raw.endpoint.as_deref().map(url::Url::parse) {
+        None => {
+            c.problem(
+                "storage.endpoint",
+                "is required for storage.provider = \"s3\"",
+            );
+            None
+        }
+        Some(Ok(url))
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none() =>
+        {
+            Some(url)
+        }
+        Some(_) => {
+            let v = raw.endpoint.as_deref().unwrap_or_default();
+            c.problem(
+                "storage.endpoint",
+                format!("{v:?} is not an http(s) URL without credentials or query"),
+            );
+            None
+        }
+    };
+    let region = c.non_empty("storage.region", raw.region, "us-east-1");
+    let bucket = match raw.bucket {
+        None => {
+            c.problem(
+                "storage.bucket",
+                "is required for storage.provider = \"s3\"",
+            );
+            None
+        }
+        Some(b) if b.is_empty() || b.len() > 255 || !b.bytes().all(bucket_byte) => {
+            c.problem("storage.bucket", format!("{b:?} is not a bucket name"));
+            None
+        }
+        Some(b) => Some(b),
+    };
+    let access_key_id = c.secret(
+        "storage.access_key_id",
+        raw.access_key_id,
+        raw.access_key_id_env,
+        raw.access_key_id_file,
+    );
+    let secret_access_key = c.secret(
+        "storage.secret_access_key",
+        raw.secret_access_key,
+        raw.secret_access_key_env,
+        raw.secret_access_key_file,
+    );
+    for (key, value) in [
+        ("storage.access_key_id", &access_key_id),
+        ("storage.secret_access_key", &secret_access_key),
+    ] {
+        if value.is_none() && !c.reported(key) {
+            c.problem(
+                key,
+                format!("is required for storage.provider = \"s3\" (or {key}_env / {key}_file)"),
+            );
+        }
+    }
+    let ca_file = raw.ca_file.map(|p| c.existing_file("storage.ca_file", &p));
+    Some(S3Config {
+        endpoint: endpoint?,
+        region,
+        bucket: bucket?,
+        path_style: raw.path_style.unwrap_or(false),
+        access_key_id: access_key_id?,
+        secret_access_key: secret_access_key?,
+        ca_file,
+    })
+}
+
+/// Bytes S3-compatible services accept in bucket names (AWS's own rules are stricter; the
+/// service itself has the last word).
+fn bucket_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+}

@@ -1,0 +1,109 @@
+//! One error type for every answer the gateway writes itself. Each variant knows its status,
+//! the snake_case code a client may see, and nothing else leaks: the detail goes to the log.
+
+use crate::authn::AuthError;
+use crate::catalog::CatalogError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Missing or bad token. The reason is logged, never sent.
+    #[error("unauthorized: {}", .0.reason())]
+    Unauthorized(AuthError),
+    /// A true miss, or a denial: both answer exactly the same bytes.
+    #[error("not found ({0})")]
+    NotFound(&'static str),
+    #[error("bad request ({0})")]
+    BadRequest(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    /// A full read above `http.max_object_bytes`: ranges still work.
+    #[error("object too large for a full read")]
+    ObjectTooLarge,
+    #[error("not implemented")]
+    NotImplemented,
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The app (passthrough) failed or refused the connection.
+    #[error("app upstream failed")]
+    Upstream,
+    #[error("app upstream timed out")]
+    UpstreamTimeout,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::Unauthorized(_) => 401,
+            GatewayError::NotFound(_) => 404,
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::RangeNotSatisfiable { .. } => 416,
+            GatewayError::ObjectTooLarge => 403,
+            GatewayError::NotImplemented => 501,
+            GatewayError::Catalog(_) => 503,
+            GatewayError::Storage(e) => match e {
+                // The row exists but its object does not: answer like any other miss.
+                StorageError::NotFound => 404,
+                StorageError::Timeout => 504,
+                _ => 502,
+            },
+            GatewayError::Upstream => 502,
+            GatewayError::UpstreamTimeout => 504,
+            GatewayError::Internal(_) => 500,
+        }
+    }
+
+    /// The client-visible `{"error": ...}` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            GatewayError::ObjectTooLarge => "object_too_large",
+            GatewayError::NotImplemented => "not_implemented",
+            GatewayError::Catalog(_) => "catalog_unavailable",
+            GatewayError::Storage(StorageError::NotFound) => "not_found",
+            GatewayError::Storage(StorageError::Timeout) => "storage_timeout",
+            GatewayError::Storage(_) => "storage_unavailable",
+            GatewayError::Upstream => "bad_gateway",
+            GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// An optional human hint; never carries internals.
+    pub fn message(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::ObjectTooLarge => Some("request the object with a Range header"),
+            _ => None,
+        }
+    }
+
+    /// A short stable label for logs and metrics (closed set).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GatewayError::NotFound(why) => why,
+            GatewayError::BadRequest(why) => why,
+            other => other.code(),
+        }
+    }
+
+    /// The JSON body: `{"error":"<code>"}` plus an optional message.
+    pub fn body(&self) -> Vec<u8> {
+        let mut body = serde_json::json!({ "error": self.code() });
+        if let Some(message) = self.message() {
+            body["message"] = message.into();
+        }
+        body.to_string().into_bytes()
+    }
+}

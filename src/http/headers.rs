@@ -1,0 +1,162 @@
+//! Headers of a served attachment (SPEC §3 "Read response policy"), as plain data. Pure.
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::AttachmentRow;
+use crate::config::HttpConfig;
+use crate::http::{conditional, disposition};
+
+/// A header list ready to be written.
+pub type HeaderList = Vec<(&'static str, String)>;
+
+/// The validators of a row: strong ETag from immutable fields, `Last-Modified` = `createdAt`.
+pub struct Validators {
+    pub etag: String,
+    pub last_modified: DateTime<Utc>,
+}
+
+impl Validators {
+    pub fn of(row: &AttachmentRow) -> Self {
+        Validators {
+            etag: conditional::strong_etag(&row.id, row.size_bytes, row.created_at, &row.mime_type),
+            last_modified: row.created_at,
+        }
+    }
+}
+
+/// Caching headers shared by 200, 206 and 304 (RFC 9110 §15.4.5: a 304 carries the validators
+/// and `Cache-Control` a 200 would have).
+pub fn caching(policy: &HttpConfig, v: &Validators) -> HeaderList {
+    vec![
+        ("etag", v.etag.clone()),
+        ("last-modified", conditional::http_date(v.last_modified)),
+        (
+            "cache-control",
+            format!("private, max-age={}", policy.cache_max_age_s),
+        ),
+        // A browser shared by two people must revalidate rather than show one the other's file.
+        ("vary", "Authorization, Cookie".to_string()),
+    ]
+}
+
+/// The full header set of a 200/206 body response, except `Content-Length`/`Content-Range`.
+pub fn representation(
+    policy: &HttpConfig,
+    row: &AttachmentRow,
+    v: &Validators,
+    force_download: bool,
+) -> HeaderList {
+    // A type that is not a valid header value is served as opaque bytes, as a download.
+    let mime_ok = http::HeaderValue::from_str(&row.mime_type).is_ok() && !row.mime_type.is_empty();
+    let content_type = if mime_ok {
+        row.mime_type.clone()
+    } else {
+        "application/octet-stream".to_string()
+    };
+    let inline =
+        mime_ok && !force_download && disposition::is_inline(&row.mime_type, &policy.inline_types);
+    let mut headers = caching(policy, v);
+    headers.extend([
+        ("content-type", content_type),
+        (
+            "content-disposition",
+            disposition::content_disposition(&row.original_name, inline),
+        ),
+        ("accept-ranges", "bytes".to_string()),
+        ("x-content-type-options", "nosniff".to_string()),
+        (
+            "cross-origin-resource-policy",
+            policy.cross_origin_resource_policy.clone(),
+        ),
+    ]);
+    headers
+}
+
+/// `?download=1` (or `true`) forces `Content-Disposition: attachment`.
+pub fn wants_download(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "download" && (v == "1" || v.eq_ignore_ascii_case("true")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::AttachmentStatus;
+    use chrono::TimeZone;
+
+    fn policy() -> HttpConfig {
+        HttpConfig {
+            cache_max_age_s: 300,
+            max_object_bytes: 1 << 30,
+            inline_types: disposition::default_inline_types(),
+            cross_origin_resource_policy: "same-origin".into(),
+        }
+    }
+
+    fn row(mime: &str, name: &str) -> AttachmentRow {
+        AttachmentRow {
+            id: "att1".into(),
+            dialog_id: Some("d1".into()),
+            message_id: None,
+            storage_path: "support-chat/dialogs/d1/att1".into(),
+            mime_type: mime.into(),
+            size_bytes: 10,
+            original_name: name.into(),
+            created_by_user_id: "u1".into(),
+            status: AttachmentStatus::Linked,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            linked_at: None,
+            dialog_owner_id: Some("u1".into()),
+        }
+    }
+
+    fn get<'a>(h: &'a HeaderList, name: &str) -> &'a str {
+        h.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn image_is_inline_with_private_caching_and_safety_headers() {
+        let r = row("image/png", "cat.png");
+        let h = representation(&policy(), &r, &Validators::of(&r), false);
+        assert_eq!(get(&h, "content-type"), "image/png");
+        assert!(get(&h, "content-disposition").starts_with("inline;"));
+        assert_eq!(get(&h, "cache-control"), "private, max-age=300");
+        assert_eq!(get(&h, "vary"), "Authorization, Cookie");
+        assert_eq!(get(&h, "x-content-type-options"), "nosniff");
+        assert_eq!(get(&h, "cross-origin-resource-policy"), "same-origin");
+        assert_eq!(get(&h, "last-modified"), "Fri, 02 Jan 2026 03:04:05 GMT");
+        assert_eq!(get(&h, "accept-ranges"), "bytes");
+    }
+
+    #[test]
+    fn download_flag_and_active_types_become_attachments() {
+        let r = row("image/png", "cat.png");
+        let h = representation(&policy(), &r, &Validators::of(&r), true);
+        assert!(get(&h, "content-disposition").starts_with("attachment;"));
+        let svg = row("image/svg+xml", "x.svg");
+        let h = representation(&policy(), &svg, &Validators::of(&svg), false);
+        assert!(get(&h, "content-disposition").starts_with("attachment;"));
+        assert_eq!(get(&h, "content-type"), "image/svg+xml");
+    }
+
+    #[test]
+    fn an_invalid_stored_type_is_served_as_opaque_bytes() {
+        let r = row("text/html\r\nSet-Cookie: a=b", "x.html");
+        let h = representation(&policy(), &r, &Validators::of(&r), false);
+        assert_eq!(get(&h, "content-type"), "application/octet-stream");
+        assert!(get(&h, "content-disposition").starts_with("attachment;"));
+    }
+
+    #[test]
+    fn download_query_parsing() {
+        assert!(wants_download(Some("download=1")));
+        assert!(wants_download(Some("a=b&download=true")));
+        assert!(!wants_download(Some("download=0")));
+        assert!(!wants_download(None));
+    }
+}

@@ -1,0 +1,241 @@
+//! The public listener's `ProxyHttp` implementation: the table of contents of a request.
+//!
+//! ```text
+//! request_filter ── route::classify(normalized path)
+//!   ├─ Passthrough ───────────────► upstream_peer (app) ─► upstream_request_filter
+//!   │                                 (X-Forwarded-For/Proto/Host, X-Request-Id) ─► app
+//!   └─ gateway route ─► read::serve
+//!         authn::verify ─► catalog.find_* ─► authz::authorize ─► Permit
+//!         ─► conditional (304) ─► range (206/416) ─► storage.get(permit) ─► stream body
+//! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
+//! logging ── one JSON access-log line
+//! ```
+//! Each phase is a few lines that call one module; policy lives in pure modules.
+
+mod client_ip;
+pub mod ctx;
+mod read;
+mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::authn::Authenticator;
+use crate::authz::Access;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::route::{self, Route};
+use crate::storage::Storage;
+pub use ctx::RequestCtx;
+
+/// Everything a request needs, built once at start.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub authn: Authenticator,
+    pub catalog: Arc<dyn Catalog>,
+    pub storage: Arc<dyn Storage>,
+    /// The app, resolved at start (never a blocking resolve on the request path).
+    pub app_addr: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Classify the request; the gateway's routes are answered here and never reach the app.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = ctx::request_id(header_str(req, "x-request-id"));
+        ctx.client_ip = peer_ip(session).map(|peer| {
+            let forwarded: Vec<&str> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            client_ip::client_ip(peer, &forwarded, &self.config.server.trusted_proxies)
+        });
+        ctx.route = route::classify(req.method.as_str(), req.uri.path());
+        let target = match ctx.route.clone() {
+            Route::Passthrough => return Ok(false),
+            Route::LinkedRead {
+                dialog_id,
+                attachment_id,
+            } => read::ReadTarget {
+                access: Access::Linked,
+                dialog_id: Some(dialog_id),
+                attachment_id,
+            },
+            Route::StagedRead { attachment_id } => read::ReadTarget {
+                access: Access::Staged,
+                dialog_id: None,
+                attachment_id,
+            },
+            other => {
+                let err = match other {
+                    Route::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed { allow },
+                    Route::BadRequest => GatewayError::BadRequest("malformed_path"),
+                    Route::Upload | Route::StagedDelete { .. } => GatewayError::NotImplemented,
+                    _ => GatewayError::NotFound("no_route"),
+                };
+                read::answer_error(session, ctx, err).await?;
+                return Ok(true);
+            }
+        };
+        ctx.attachment_id = Some(target.attachment_id.clone());
+        read::serve(self, session, ctx, target).await?;
+        Ok(true)
+    }
+
+    /// Only passthrough requests get here: everything goes to the app.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let app = &self.config.app;
+        let sni = app.sni.clone().unwrap_or_default();
+        Ok(Box::new(HttpPeer::new(self.app_addr, app.tls, sni)))
+    }
+
+    /// The app sees who called and how, as a reverse proxy should tell it.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let peer = peer_ip(session);
+        let trusted =
+            peer.is_some_and(|p| client_ip::is_trusted(p, &self.config.server.trusted_proxies));
+        let mut chain: Vec<String> = Vec::new();
+        if trusted {
+            chain.extend(
+                upstream
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::to_string),
+            );
+        }
+        if let Some(p) = peer {
+            chain.push(p.to_string());
+        }
+        upstream.remove_header("x-forwarded-for");
+        if !chain.is_empty() {
+            upstream.insert_header("x-forwarded-for", chain.join(", "))?;
+        }
+        let proto = match upstream.headers.get("x-forwarded-proto") {
+            Some(p) if trusted => p.to_str().unwrap_or("http").to_string(),
+            _ if self.config.server.tls_cert_file.is_some() => "https".to_string(),
+            _ => "http".to_string(),
+        };
+        upstream.insert_header("x-forwarded-proto", proto)?;
+        let host = header_str(session.req_header(), "host")
+            .or_else(|| session.req_header().uri.host())
+            .map(str::to_string);
+        match host {
+            Some(h) => upstream.insert_header("x-forwarded-host", h)?,
+            None => {
+                upstream.remove_header("x-forwarded-host");
+            }
+        }
+        upstream.insert_header("x-request-id", ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !upstream.status.is_informational() {
+            upstream.insert_header("x-request-id", ctx.request_id.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Answer JSON when nothing was written yet; after the header went out, only abort.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let aborted = FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+        if session.response_written().is_some() {
+            return aborted;
+        }
+        let err = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(400), _) => GatewayError::BadRequest("bad_request"),
+            (
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+                ErrorSource::Upstream,
+            ) => GatewayError::UpstreamTimeout,
+            (_, ErrorSource::Upstream) => GatewayError::Upstream,
+            (_, ErrorSource::Downstream) => return aborted,
+            _ => GatewayError::Internal(e.to_string()),
+        };
+        ctx.outcome = err.outcome();
+        let code = respond::error(session, &err, &ctx.request_id)
+            .await
+            .unwrap_or(0);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// One JSON access-log line: technical fields only.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let bytes = session.as_downstream().body_bytes_sent();
+        let latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        let client = ctx.client_ip.map(crate::telemetry::anonymize_ip);
+        let outcome = match (e, ctx.outcome) {
+            (Some(_), "") => "aborted",
+            (None, "") => "proxied",
+            (_, o) => o,
+        };
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            route = ctx::route_template(&ctx.route),
+            method = %session.req_header().method,
+            status,
+            bytes,
+            latency_ms,
+            attachment_id = ctx.attachment_id.as_deref(),
+            client = client.as_deref(),
+            outcome,
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}
+
+fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    match session.client_addr() {
+        Some(PeerAddr::Inet(addr)) => Some(addr.ip()),
+        _ => None,
+    }
+}

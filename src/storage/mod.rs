@@ -1,0 +1,160 @@
+//! Object storage behind one trait: `fs` (a local directory) and `s3` (any S3-compatible
+//! service, SigV4 via `aws-sigv4`). Bodies are streams; nothing is buffered whole.
+
+pub mod fs;
+pub mod key;
+pub mod s3;
+pub mod sign;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::authz::Permit;
+use crate::config::{StorageConfig, StorageProvider};
+use crate::http::range::ByteRange;
+pub use key::StorageKey;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send + 'static>>;
+
+/// An object being read: the body stream and what storage said about it.
+pub struct ObjectBody {
+    /// Bytes the stream will yield (the range length for a ranged read).
+    pub content_length: u64,
+    pub stream: ByteStream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object not found")]
+    NotFound,
+    #[error("storage timed out")]
+    Timeout,
+    #[error("storage answered status {0}")]
+    Status(u16),
+    #[error("storage transport error: {0}")]
+    Transport(String),
+    #[error("storage i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage configuration error: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// Read the permitted object (optionally one byte range) as a stream. Only `authz` can
+    /// build a `Permit`, so nothing is read without an authorization decision. Errors before
+    /// the first byte are returned here; errors mid-body come through the stream.
+    async fn get(
+        &self,
+        permit: &Permit,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, StorageError>;
+    /// Write `body` (exactly `content_length` bytes) to `key`.
+    async fn put(
+        &self,
+        key: &StorageKey,
+        content_type: &str,
+        content_length: u64,
+        body: ByteStream,
+    ) -> Result<(), StorageError>;
+    /// Delete `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &StorageKey) -> Result<(), StorageError>;
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StorageError>;
+    /// A short-lived signed URL that reads the permitted object directly from storage, telling
+    /// the browser `response_content_type` / `response_content_disposition` (offload of large
+    /// reads). Like `get`, it needs a `Permit`: nothing is signed without authorization.
+    fn presign_get(
+        &self,
+        _permit: &Permit,
+        _ttl: std::time::Duration,
+        _response_content_type: Option<&str>,
+        _response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        Err(StorageError::Config(
+            "signed URLs are not supported by this provider".into(),
+        ))
+    }
+    /// Server-side copy of `from` to `to` (commit moves staged objects with copy + delete).
+    async fn copy(&self, _from: &StorageKey, _to: &StorageKey) -> Result<(), StorageError> {
+        Err(StorageError::Config(
+            "copy is not supported by this provider".into(),
+        ))
+    }
+    /// Every object whose key starts with `prefix` (cleanup looks for orphans by age).
+    /// Objects whose names are not valid keys are skipped.
+    async fn list(&self, _prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        Err(StorageError::Config(
+            "list is not supported by this provider".into(),
+        ))
+    }
+}
+
+/// One object found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: StorageKey,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// Build the provider named by `storage.provider`.
+pub fn build(cfg: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    Ok(match &cfg.provider {
+        StorageProvider::Fs { root } => Arc::new(fs::FsStorage::new(root.clone())),
+        StorageProvider::S3(s3) => Arc::new(s3::S3Storage::new(
+            s3,
+            cfg.connect_timeout,
+            cfg.read_timeout,
+        )?),
+    })
+}
+
+/// Yield exactly `expected` bytes from `inner`: a body that ends early or runs long becomes an
+/// `Err` item, so a cut body is never taken for a whole one.
+pub(crate) fn exact_length(inner: ByteStream, expected: u64) -> ByteStream {
+    use futures_util::StreamExt;
+
+    struct State {
+        inner: ByteStream,
+        remaining: u64,
+        done: bool,
+    }
+    let state = State {
+        inner,
+        remaining: expected,
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.inner.next().await {
+            Some(Ok(chunk)) => {
+                let len = chunk.len() as u64;
+                if len > st.remaining {
+                    st.done = true;
+                    let err = StorageError::Transport("object body longer than announced".into());
+                    return Some((Err(err), st));
+                }
+                st.remaining -= len;
+                Some((Ok(chunk), st))
+            }
+            Some(Err(e)) => {
+                st.done = true;
+                Some((Err(e), st))
+            }
+            None if st.remaining > 0 => {
+                st.done = true;
+                let err = StorageError::Transport("object body ended early".into());
+                Some((Err(err), st))
+            }
+            None => None,
+        }
+    }))
+}

@@ -1,0 +1,596 @@
+//! `s3` provider: any S3-compatible service over HTTP(S), path-style or virtual-host style,
+//! every request signed with SigV4 (`sign`). Requests carry only the headers built here, never
+//! a client's; bodies stream both ways and every wait is bounded by the configured timeouts.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::sign::{encode_key_path, encode_query_value, PayloadHash, Signer};
+use super::{
+    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
+};
+use crate::authz::Permit;
+use crate::config::S3Config;
+use crate::http::range::ByteRange;
+
+/// ListObjectsV2 page size (the S3 maximum).
+const LIST_PAGE: &str = "1000";
+
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    client: reqwest::Client,
+    signer: Signer,
+    /// `scheme://host[:port][/path-prefix]` that objects of the bucket live under, without a
+    /// trailing slash: `endpoint/bucket` (path-style) or `scheme://bucket.host` (virtual-host).
+    bucket_base: String,
+    bucket: String,
+    read_timeout: Duration,
+}
+
+/// One request before signing: everything that will be sent, and nothing else.
+struct Outgoing {
+    method: Method,
+    url: url::Url,
+    headers: Vec<(&'static str, String)>,
+    payload: PayloadHash,
+    body: Option<reqwest::Body>,
+}
+
+impl Outgoing {
+    fn new(method: Method, url: url::Url) -> Self {
+        Outgoing {
+            method,
+            url,
+            headers: Vec::new(),
+            payload: PayloadHash::of(b""),
+            body: None,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+impl S3Storage {
+    pub fn new(
+        cfg: &S3Config,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Self, StorageError> {
+        let mut builder = reqwest::Client::builder()
+            .hickory_dns(true)
+            .connect_timeout(connect_timeout)
+            // A redirect would replay signed headers to another host: never follow one.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca_file) = &cfg.ca_file {
+            let pem = std::fs::read(ca_file).map_err(|e| {
+                StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| StorageError::Config(format!("storage http client: {e}")))?;
+        Ok(S3Storage {
+            client,
+            signer: Signer::new(
+                cfg.access_key_id.expose(),
+                cfg.secret_access_key.expose(),
+                None,
+                &cfg.region,
+                "s3",
+            ),
+            bucket_base: bucket_base(&cfg.endpoint, &cfg.bucket, cfg.path_style)?,
+            bucket: cfg.bucket.clone(),
+            read_timeout,
+        })
+    }
+
+    fn object_url(&self, key: &StorageKey) -> Result<url::Url, StorageError> {
+        parse_url(&format!(
+            "{}/{}",
+            self.bucket_base,
+            encode_key_path(key.as_str())
+        ))
+    }
+
+    fn bucket_url(&self, query: &[(&str, &str)]) -> Result<url::Url, StorageError> {
+        let mut url = self.bucket_base.clone();
+        for (i, (name, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&encode_query_value(name));
+            url.push('=');
+            url.push_str(&encode_query_value(value));
+        }
+        parse_url(&url)
+    }
+
+    /// Sign and send; bounded by the read timeout until the response headers arrive.
+    async fn execute(&self, req: Outgoing) -> Result<reqwest::Response, StorageError> {
+        let request = self.signed(req)?;
+        match tokio::time::timeout(self.read_timeout, request.send()).await {
+            Ok(result) => result.map_err(transport),
+            Err(_) => Err(StorageError::Timeout),
+        }
+    }
+
+    fn signed(&self, req: Outgoing) -> Result<reqwest::RequestBuilder, StorageError> {
+        let to_sign: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let signature = self
+            .signer
+            .sign_headers(
+                req.method.as_str(),
+                req.url.as_str(),
+                &to_sign,
+                &req.payload,
+                SystemTime::now(),
+            )
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        let mut builder = self.client.request(req.method, req.url);
+        for (name, value) in req.headers.iter().map(|(n, v)| (*n, v.as_str())) {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &signature {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = req.body {
+            builder = builder.body(body);
+        }
+        Ok(builder)
+    }
+
+    /// Read `key`, optionally one inclusive byte range (RFC 9110 §14.2 `Range`, §15.3.7 `206`).
+    async fn read(
+        &self,
+        key: &StorageKey,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, StorageError> {
+        let mut req = Outgoing::new(Method::GET, self.object_url(key)?);
+        if let Some(r) = range {
+            req = req.header("range", format!("bytes={}-{}", r.start, r.end));
+        }
+        let resp = self.execute(req).await?;
+        let expected_status = match range {
+            Some(_) => StatusCode::PARTIAL_CONTENT,
+            None => StatusCode::OK,
+        };
+        check_status(resp.status(), expected_status)?;
+        let length = resp.content_length().ok_or_else(|| {
+            StorageError::Transport("storage answered without a Content-Length".into())
+        })?;
+        if let Some(r) = range {
+            if length != r.len() || !content_range_starts_at(&resp, r.start) {
+                return Err(StorageError::Transport(
+                    "storage answered a different range than asked".into(),
+                ));
+            }
+        }
+        let stream = with_chunk_timeout(resp.bytes_stream(), self.read_timeout);
+        Ok(ObjectBody {
+            content_length: length,
+            stream: exact_length(stream, length),
+        })
+    }
+
+    /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
+    pub async fn create_bucket(&self) -> Result<(), StorageError> {
+        let resp = self
+            .execute(Outgoing::new(Method::PUT, self.bucket_url(&[])?))
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = self.small_body(resp).await?;
+        if status == StatusCode::CONFLICT && body.contains("BucketAlreadyOwnedByYou") {
+            return Ok(());
+        }
+        Err(StorageError::Status(status.as_u16()))
+    }
+
+    /// Read a small response body (errors, listings) within the read timeout.
+    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
+        match tokio::time::timeout(self.read_timeout, resp.text()).await {
+            Ok(text) => text.map_err(transport),
+            Err(_) => Err(StorageError::Timeout),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+    ) -> Result<ListBucketResult, StorageError> {
+        let mut query = vec![
+            ("list-type", "2"),
+            ("max-keys", LIST_PAGE),
+            ("prefix", prefix),
+        ];
+        if let Some(token) = token {
+            query.push(("continuation-token", token));
+        }
+        let resp = self
+            .execute(Outgoing::new(Method::GET, self.bucket_url(&query)?))
+            .await?;
+        check_status(resp.status(), StatusCode::OK)?;
+        let body = self.small_body(resp).await?;
+        quick_xml::de::from_str(&body)
+            .map_err(|e| StorageError::Transport(format!("unreadable ListObjectsV2 answer: {e}")))
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn get(
+        &self,
+        permit: &Permit,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, StorageError> {
+        self.read(permit.key(), range).await
+    }
+
+    async fn put(
+        &self,
+        key: &StorageKey,
+        content_type: &str,
+        content_length: u64,
+        body: ByteStream,
+    ) -> Result<(), StorageError> {
+        // S3 rejects chunked uploads: the length is sent explicitly and the body must match it.
+        // The payload is streamed, so its hash cannot be known when signing.
+        let progress = Progress::new();
+        let touched = progress.clone();
+        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let mut req = Outgoing::new(Method::PUT, self.object_url(key)?)
+            .header("content-length", content_length.to_string())
+            .header("content-type", content_type);
+        req.payload = PayloadHash::Unsigned;
+        req.body = Some(reqwest::Body::wrap_stream(body));
+        let request = self.signed(req)?;
+        let resp = progress
+            .bound(request.send(), self.read_timeout)
+            .await?
+            .map_err(transport)?;
+        check_status(resp.status(), StatusCode::OK)
+    }
+
+    fn presign_get(
+        &self,
+        permit: &Permit,
+        ttl: Duration,
+        response_content_type: Option<&str>,
+        response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        let url = self.object_url(permit.key())?;
+        self.signer
+            .presign_get(
+                url.as_str(),
+                ttl,
+                response_content_type,
+                response_content_disposition,
+                SystemTime::now(),
+            )
+            .map_err(|e| StorageError::Config(e.to_string()))
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StorageError> {
+        let resp = self
+            .execute(Outgoing::new(Method::DELETE, self.object_url(key)?))
+            .await?;
+        match resp.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(StorageError::Status(s.as_u16())),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let resp = self
+            .execute(Outgoing::new(Method::HEAD, self.bucket_url(&[])?))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(StorageError::Status(s.as_u16())),
+        }
+    }
+
+    async fn copy(&self, from: &StorageKey, to: &StorageKey) -> Result<(), StorageError> {
+        let source = format!("/{}/{}", self.bucket, encode_key_path(from.as_str()));
+        let req =
+            Outgoing::new(Method::PUT, self.object_url(to)?).header("x-amz-copy-source", source);
+        let resp = self.execute(req).await?;
+        check_status(resp.status(), StatusCode::OK)?;
+        // CopyObject may fail after answering 200: the error is then in the body.
+        let body = self.small_body(resp).await?;
+        if body.contains("<Error>") {
+            return Err(StorageError::Transport("storage copy failed".into()));
+        }
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, token.as_deref()).await?;
+            for object in page.contents {
+                let Ok(key) = StorageKey::parse(&object.key) else {
+                    continue;
+                };
+                found.push(ListedObject {
+                    key,
+                    size: object.size,
+                    modified: parse_last_modified(&object.last_modified),
+                });
+            }
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// `ListObjectsV2` answer, the fields used here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    next_continuation_token: Option<String>,
+    #[serde(default)]
+    contents: Vec<ListEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListEntry {
+    key: String,
+    size: u64,
+    #[serde(default)]
+    last_modified: String,
+}
+
+fn parse_last_modified(value: &str) -> SystemTime {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(SystemTime::from)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn bucket_base(
+    endpoint: &url::Url,
+    bucket: &str,
+    path_style: bool,
+) -> Result<String, StorageError> {
+    let path = endpoint.path().trim_end_matches('/');
+    if path_style {
+        let origin = endpoint.origin().ascii_serialization();
+        return Ok(format!("{origin}{path}/{}", encode_key_path(bucket)));
+    }
+    let host = endpoint
+        .host_str()
+        .ok_or_else(|| StorageError::Config("storage.endpoint has no host".into()))?;
+    let port = endpoint.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!(
+        "{}://{bucket}.{host}{port}{path}",
+        endpoint.scheme()
+    ))
+}
+
+fn parse_url(url: &str) -> Result<url::Url, StorageError> {
+    url::Url::parse(url).map_err(|e| StorageError::Config(format!("storage url: {e}")))
+}
+
+fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
+    match status {
+        s if s == expected => Ok(()),
+        StatusCode::NOT_FOUND => Err(StorageError::NotFound),
+        s => Err(StorageError::Status(s.as_u16())),
+    }
+}
+
+/// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).
+fn content_range_starts_at(resp: &reqwest::Response, start: u64) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(first, _)| first.parse::<u64>().ok())
+        == Some(start)
+}
+
+/// Transport errors carry no URL: URLs hold object keys, and logs must not.
+fn transport(e: reqwest::Error) -> StorageError {
+    if e.is_timeout() {
+        return StorageError::Timeout;
+    }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    StorageError::Transport(message)
+}
+
+/// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.
+fn with_chunk_timeout(
+    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    read_timeout: Duration,
+) -> ByteStream {
+    let inner = Some(Box::pin(inner));
+    Box::pin(futures_util::stream::unfold(
+        inner,
+        move |inner| async move {
+            let mut inner = inner?;
+            match tokio::time::timeout(read_timeout, inner.next()).await {
+                Err(_) => Some((Err(StorageError::Timeout), None)),
+                Ok(None) => None,
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
+                Ok(Some(Err(e))) => Some((Err(transport(e)), None)),
+            }
+        },
+    ))
+}
+
+/// When an upload last moved. An upload may take long, but it may not stand still: the wait
+/// for storage's answer is bounded by the read timeout counted from the last body chunk sent.
+#[derive(Clone)]
+struct Progress(Arc<Mutex<Instant>>);
+
+impl Progress {
+    fn new() -> Self {
+        Progress(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn last(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn bound<F: std::future::Future>(
+        &self,
+        fut: F,
+        idle: Duration,
+    ) -> Result<F::Output, StorageError> {
+        tokio::pin!(fut);
+        loop {
+            let deadline = self.last() + idle;
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.last() + idle <= Instant::now() {
+                        return Err(StorageError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_base_for_each_addressing_style() {
+        let cases = [
+            (
+                "http://127.0.0.1:8333",
+                "b",
+                true,
+                "http://127.0.0.1:8333/b",
+            ),
+            (
+                "http://127.0.0.1:8333/",
+                "b",
+                true,
+                "http://127.0.0.1:8333/b",
+            ),
+            (
+                "https://x.supabase.co/storage/v1/s3",
+                "files",
+                true,
+                "https://x.supabase.co/storage/v1/s3/files",
+            ),
+            (
+                "https://s3.eu-central-1.amazonaws.com",
+                "files",
+                false,
+                "https://files.s3.eu-central-1.amazonaws.com",
+            ),
+            (
+                "https://s3.timeweb.cloud:8443/",
+                "files",
+                false,
+                "https://files.s3.timeweb.cloud:8443",
+            ),
+            ("https://s3.example:443", "b", true, "https://s3.example/b"),
+        ];
+        for (endpoint, bucket, path_style, expected) in cases {
+            let endpoint = url::Url::parse(endpoint).unwrap();
+            assert_eq!(
+                bucket_base(&endpoint, bucket, path_style).unwrap(),
+                expected,
+                "{endpoint} path_style={path_style}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_answer_parses_with_and_without_contents() {
+        let page: ListBucketResult = quick_xml::de::from_str(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+            <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+              <Name>b</Name><Prefix>support-chat/</Prefix><KeyCount>2</KeyCount>
+              <MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
+              <Contents><Key>support-chat/a &amp; b</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>
+                <ETag>"x"</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
+              <Contents><Key>support-chat/c</Key><LastModified>2026-01-02T03:04:06Z</LastModified>
+                <Size>0</Size></Contents>
+              <NextContinuationToken>tok/+=</NextContinuationToken>
+            </ListBucketResult>"#,
+        )
+        .unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.next_continuation_token.as_deref(), Some("tok/+="));
+        assert_eq!(page.contents.len(), 2);
+        assert_eq!(page.contents[0].key, "support-chat/a & b");
+        assert_eq!(page.contents[0].size, 12);
+        let modified = parse_last_modified(&page.contents[0].last_modified);
+        assert_eq!(
+            modified,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045)
+        );
+
+        let empty: ListBucketResult = quick_xml::de::from_str(
+            "<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>",
+        )
+        .unwrap();
+        assert!(!empty.is_truncated);
+        assert!(empty.contents.is_empty());
+    }
+
+    #[test]
+    fn status_mapping() {
+        let ok = StatusCode::OK;
+        assert!(check_status(StatusCode::OK, ok).is_ok());
+        assert!(matches!(
+            check_status(StatusCode::NOT_FOUND, ok),
+            Err(StorageError::NotFound)
+        ));
+        assert!(matches!(
+            check_status(StatusCode::FORBIDDEN, ok),
+            Err(StorageError::Status(403))
+        ));
+        assert!(matches!(
+            check_status(StatusCode::OK, StatusCode::PARTIAL_CONTENT),
+            Err(StorageError::Status(200))
+        ));
+    }
+}
