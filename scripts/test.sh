@@ -56,6 +56,10 @@ log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
+log "zero-downtime upgrade under load"
+# Before the test runner, whose summary must stay the last thing printed. Bounded: ~1 minute.
+scripts/upgrade-under-load.sh
+
 log "tests"
 # The test runner's summary stays the last thing printed: CI reads it.
 if cargo nextest --version >/dev/null 2>&1; then

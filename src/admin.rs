@@ -1,4 +1,5 @@
-//! The admin listener (private network only): `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener (private network only): `/healthz`, `/readyz`, `/metrics`, and the
+//! app's `POST /internal/attachments/commit` (see `commit`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::catalog::Catalog;
 use crate::io_runtime;
+use crate::limits::Limiter;
 use crate::storage::Storage;
 
 /// How long `/readyz` waits for each dependency.
@@ -18,6 +20,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminApp {
     pub catalog: Arc<dyn Catalog>,
     pub storage: Arc<dyn Storage>,
+    pub limiter: Arc<Limiter>,
+    /// `POST /internal/attachments/commit`.
+    pub committer: crate::commit::Committer,
 }
 
 #[async_trait]
@@ -27,29 +32,43 @@ impl ServeHttp for AdminApp {
         match path.as_str() {
             "/healthz" => json(200, serde_json::json!({ "status": "ok" })),
             "/readyz" => self.readiness().await,
-            "/metrics" => metrics(),
+            "/internal/attachments/commit" => self.committer.serve(session).await,
+            "/metrics" => metrics(&crate::metrics::Snapshot {
+                cache: self.catalog.cache_stats(),
+                limits: self.limiter.stats(),
+            }),
             _ => json(404, serde_json::json!({ "error": "not_found" })),
         }
     }
 }
 
 impl AdminApp {
+    /// SPEC §4: ready only when the catalog, Redis (if configured) and storage all answer.
+    /// The checks run concurrently, each bounded by `READY_TIMEOUT`. Requests keep flowing
+    /// during a Redis outage under `on_redis_error = "local"`; readiness still reports it so
+    /// that the outage is visible, and balancers that should keep such instances in rotation
+    /// can probe `/healthz` instead.
     async fn readiness(&self) -> Response<Vec<u8>> {
         let (catalog, storage) = (self.catalog.clone(), self.storage.clone());
-        let checks = io_runtime::run(async move {
-            let db = tokio::time::timeout(READY_TIMEOUT, catalog.ping()).await;
-            let st = tokio::time::timeout(READY_TIMEOUT, storage.ping()).await;
+        let dependencies = io_runtime::run(async move {
+            let (db, st) = tokio::join!(
+                tokio::time::timeout(READY_TIMEOUT, catalog.ping()),
+                tokio::time::timeout(READY_TIMEOUT, storage.ping()),
+            );
             (matches!(db, Ok(Ok(()))), matches!(st, Ok(Ok(()))))
-        })
-        .await
-        .unwrap_or((false, false));
-        let mut failing = Vec::new();
-        if !checks.0 {
-            failing.push("catalog");
-        }
-        if !checks.1 {
-            failing.push("storage");
-        }
+        });
+        let redis = tokio::time::timeout(READY_TIMEOUT, self.limiter.redis_ready());
+        let (dependencies, redis) = tokio::join!(dependencies, redis);
+        let (catalog_ok, storage_ok) = dependencies.unwrap_or((false, false));
+        let redis_ok = !matches!(redis, Ok(Some(false)) | Err(_));
+        let failing: Vec<&str> = [
+            ("catalog", catalog_ok),
+            ("redis", redis_ok),
+            ("storage", storage_ok),
+        ]
+        .into_iter()
+        .filter_map(|(name, ok)| (!ok).then_some(name))
+        .collect();
         if failing.is_empty() {
             json(200, serde_json::json!({ "status": "ready" }))
         } else {
@@ -62,14 +81,14 @@ impl AdminApp {
     }
 }
 
-fn metrics() -> Response<Vec<u8>> {
-    use prometheus::Encoder;
-    let encoder = prometheus::TextEncoder::new();
-    let mut body = Vec::new();
-    if encoder.encode(&prometheus::gather(), &mut body).is_err() {
-        return json(500, serde_json::json!({ "error": "internal_error" }));
+fn metrics(snapshot: &crate::metrics::Snapshot<'_>) -> Response<Vec<u8>> {
+    match crate::metrics::render(snapshot) {
+        Ok(body) => respond(200, prometheus::TEXT_FORMAT, body),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics");
+            json(500, serde_json::json!({ "error": "internal_error" }))
+        }
     }
-    respond(200, encoder.format_type(), body)
 }
 
 fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {

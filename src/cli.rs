@@ -1,11 +1,11 @@
-//! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `demo`.
+//! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `cleanup --once`, `demo`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{catalog, config, demo, io_runtime, server, telemetry};
+use crate::{catalog, cleanup, config, demo, io_runtime, server, telemetry, upgrade};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,8 +32,17 @@ enum Command {
     CheckConfig,
     /// Apply `migrations/` to the catalog database.
     Migrate,
+    /// Run one cleanup pass (expired staged uploads, orphan objects), then exit.
+    Cleanup {
+        /// One pass and exit (the server runs passes itself every `upload.cleanup_interval_s`).
+        #[arg(long, required = true)]
+        once: bool,
+    },
     /// Run on the embedded default with sample data and print ready-to-paste requests.
     Demo,
+    /// Zero-downtime upgrade (systemd `ExecReload`): start a new instance with `--upgrade`,
+    /// hand it the running instance's sockets, let the old one drain.
+    Reload,
 }
 
 pub fn main() -> ExitCode {
@@ -57,7 +66,15 @@ pub fn main() -> ExitCode {
             tracing::info!("migrations applied");
             Ok(())
         }),
+        Command::Cleanup { once: _ } => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            cleanup::run_once(&cfg)
+        }),
         Command::Demo => report(demo::run()),
+        Command::Reload => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            upgrade::reload(&cli.config, &cfg.server)
+        }),
     }
 }
 

@@ -24,6 +24,29 @@ pub enum GatewayError {
     ObjectTooLarge,
     #[error("not implemented")]
     NotImplemented,
+    /// An upload without a usable `Content-Length` (RFC 9110 §15.5.12).
+    #[error("length required ({0})")]
+    LengthRequired(&'static str),
+    /// An upload declaring more than `upload.max_bytes` (RFC 9110 §15.5.14).
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// An upload of a type not allowed, whose bytes lie about it, or that is encoded
+    /// (RFC 9110 §15.5.16).
+    #[error("unsupported media type ({0})")]
+    UnsupportedMediaType(&'static str),
+    /// A commit that cannot apply to the rows as they are (RFC 9110 §15.5.10).
+    #[error("conflict ({0})")]
+    Conflict(&'static str),
+    /// Over a rate limit or the concurrent-download cap (SPEC §8).
+    #[error("rate limited ({})", .0.scope.as_str())]
+    RateLimited(crate::limits::Limited),
+    /// Request headers too large or too many (RFC 6585 §5).
+    #[error("request header fields too large ({0})")]
+    HeadersTooLarge(&'static str),
+    /// A dependency the request needs is down and the configuration says to refuse
+    /// (`limits.on_redis_error = "deny"`).
+    #[error("service unavailable ({0})")]
+    ServiceUnavailable(&'static str),
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
     #[error("storage: {0}")]
@@ -48,6 +71,13 @@ impl GatewayError {
             GatewayError::RangeNotSatisfiable { .. } => 416,
             GatewayError::ObjectTooLarge => 403,
             GatewayError::NotImplemented => 501,
+            GatewayError::LengthRequired(_) => 411,
+            GatewayError::PayloadTooLarge => 413,
+            GatewayError::UnsupportedMediaType(_) => 415,
+            GatewayError::Conflict(_) => 409,
+            GatewayError::RateLimited(_) => 429,
+            GatewayError::HeadersTooLarge(_) => 431,
+            GatewayError::ServiceUnavailable(_) => 503,
             GatewayError::Catalog(_) => 503,
             GatewayError::Storage(e) => match e {
                 // The row exists but its object does not: answer like any other miss.
@@ -71,6 +101,13 @@ impl GatewayError {
             GatewayError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             GatewayError::ObjectTooLarge => "object_too_large",
             GatewayError::NotImplemented => "not_implemented",
+            GatewayError::LengthRequired(_) => "length_required",
+            GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
+            GatewayError::Conflict(_) => "conflict",
+            GatewayError::RateLimited(_) => "rate_limited",
+            GatewayError::HeadersTooLarge(_) => "request_header_fields_too_large",
+            GatewayError::ServiceUnavailable(_) => "service_unavailable",
             GatewayError::Catalog(_) => "catalog_unavailable",
             GatewayError::Storage(StorageError::NotFound) => "not_found",
             GatewayError::Storage(StorageError::Timeout) => "storage_timeout",
@@ -94,6 +131,12 @@ impl GatewayError {
         match self {
             GatewayError::NotFound(why) => why,
             GatewayError::BadRequest(why) => why,
+            GatewayError::LengthRequired(why) => why,
+            GatewayError::UnsupportedMediaType(why) => why,
+            GatewayError::Conflict(why) => why,
+            GatewayError::RateLimited(l) => l.scope.outcome(),
+            GatewayError::ServiceUnavailable(why) => why,
+            GatewayError::HeadersTooLarge(why) => why,
             other => other.code(),
         }
     }

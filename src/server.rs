@@ -11,8 +11,10 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::authn::Authenticator;
 use crate::config::Config;
+use crate::drain::{self, Draining};
+use crate::limits::Limiter;
 use crate::proxy::Gateway;
-use crate::{catalog, io_runtime, storage};
+use crate::{catalog, io_runtime, listener, storage, upgrade};
 
 /// How long Pingora waits for the last connections after the grace period.
 const SHUTDOWN_TIMEOUT_S: u64 = 5;
@@ -28,6 +30,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         anyhow::Ok((catalog, storage))
     })?;
     let authn = Authenticator::new(&config.auth).map_err(|e| anyhow!("auth: {e}"))?;
+    let limiter = Arc::new(Limiter::new(&config.limits)?);
     let app_addr = resolve(&config.app.upstream)?;
 
     let opt = Opt {
@@ -38,10 +41,16 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_S),
+        // Pingora's defaults are shared /tmp paths: two instances on one box would collide.
+        pid_file: config.server.pid_file.to_string_lossy().into_owned(),
+        upgrade_sock: config.server.upgrade_sock.to_string_lossy().into_owned(),
         ..Default::default()
     };
+    upgrade::prepare_runtime_dirs(&config.server)?;
     let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // With `--upgrade` this blocks until the running instance hands over its sockets.
     server.bootstrap();
+    upgrade::write_pid_file(&config.server.pid_file)?;
 
     let gateway = Gateway {
         config: config.clone(),
@@ -49,24 +58,42 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         catalog: catalog.clone(),
         storage: storage.clone(),
         app_addr,
+        limiter: limiter.clone(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "attachment-gateway",
+    let mut proxy = Service::new(
+        "attachment-gateway".to_string(),
+        Draining::new(
+            pingora::proxy::http_proxy(&server.configuration, gateway),
+            drain::linger(config.server.grace_period),
+        ),
     );
-    let listen = config.server.listen.to_string();
-    match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(cert), Some(key)) => proxy
-            .add_tls(&listen, &cert.to_string_lossy(), &key.to_string_lossy())
-            .map_err(|e| anyhow!("tls listener: {e}"))?,
-        _ => proxy.add_tcp(&listen),
-    }
-    let mut admin = Service::new("admin".to_string(), AdminApp { catalog, storage });
+    listener::add_public(&mut proxy, &config.server)?;
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            committer: crate::commit::Committer {
+                catalog: catalog.clone(),
+                storage: storage.clone(),
+                service_token: config.internal.service_token.clone(),
+            },
+            catalog: catalog.clone(),
+            storage: storage.clone(),
+            limiter,
+        },
+    );
     admin.add_tcp(&config.server.admin_listen.to_string());
 
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_service(pingora::services::background::background_service(
+        "cleanup",
+        crate::cleanup::CleanupService {
+            catalog,
+            storage,
+            ttl: config.upload.staged_ttl,
+            interval: config.upload.cleanup_interval,
+        },
+    ));
     tracing::info!(
         listen = %config.server.listen,
         admin_listen = %config.server.admin_listen,

@@ -60,6 +60,13 @@ read_timeout_ms = 1500
 [http]
 max_object_bytes = {MAX_OBJECT}
 
+# Limits have their own suite (tests/limits.rs); here they must not get in the way.
+[limits]
+user_per_minute = 100000
+ip_per_minute = 100000
+burst = 10000
+max_concurrent_per_user = 64
+
 [log]
 level = "info"
 format = "json"
@@ -186,7 +193,12 @@ async fn seed(catalog: &dyn Catalog, storage: &dyn Storage, img: &[u8], bin: &[u
                 original_name: name.into(),
                 created_by_user_id: "alice".into(),
                 status,
-                created_at: at,
+                // A staged row must be fresh, or the cleanup job rightly removes it.
+                created_at: if status == AttachmentStatus::Uploaded {
+                    Utc::now()
+                } else {
+                    at
+                },
             })
             .await
             .unwrap();

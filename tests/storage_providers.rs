@@ -1,9 +1,11 @@
 //! One conformance body for every storage provider (`fs` on a temporary directory, `s3` on a
-//! private SeaweedFS), plus what only `s3` can get wrong: signatures, timeouts and the exact
-//! headers sent to storage.
+//! private SeaweedFS, `supabase` on a local stand-in for its REST API), plus what only `s3` can
+//! get wrong: signatures, timeouts and the exact headers sent to storage.
 
 #[path = "common/seaweed.rs"]
 mod seaweed;
+#[path = "common/supabase_stub.rs"]
+mod supabase_stub;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,14 +13,16 @@ use std::time::{Duration, SystemTime};
 use attachment_gateway::authn::{Principal, Role};
 use attachment_gateway::authz::{authorize, Access, Permit};
 use attachment_gateway::catalog::{AttachmentRow, AttachmentStatus};
-use attachment_gateway::config::{S3Config, Secret};
+use attachment_gateway::config::{S3Config, Secret, ServerSideEncryption};
 use attachment_gateway::http::range::ByteRange;
 use attachment_gateway::storage::fs::FsStorage;
 use attachment_gateway::storage::s3::S3Storage;
+use attachment_gateway::storage::supabase::SupabaseStorage;
 use attachment_gateway::storage::{ByteStream, Storage, StorageError, StorageKey};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use seaweed::Seaweed;
+use supabase_stub::SupabaseStub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -96,7 +100,16 @@ async fn read(
     Ok((body.content_length, bytes, chunks))
 }
 
-async fn conformance(storage: &dyn Storage) {
+/// What a provider can do beyond the common contract.
+#[derive(Clone, Copy)]
+struct Caps {
+    /// Keys with non-ASCII characters (Supabase's API refuses them with `400 InvalidKey`).
+    non_ascii_keys: bool,
+    /// Signed read URLs (`fs` has none).
+    signed_urls: bool,
+}
+
+async fn conformance(storage: &dyn Storage, caps: Caps) {
     storage.ping().await.expect("ping");
 
     let data = pattern(BIG);
@@ -143,7 +156,17 @@ async fn conformance(storage: &dyn Storage) {
     ));
 
     // Keys that need percent-encoding (space, `+`, non-ASCII) round-trip.
-    let odd = "support-chat/dialogs/d1/a b+c=д~ö.bin";
+    let odd = if caps.non_ascii_keys {
+        "support-chat/dialogs/d1/a b+c=д~ö.bin"
+    } else {
+        // A provider that refuses non-ASCII keys says so, and stores nothing.
+        let refused = "support-chat/dialogs/d1/ключ.bin";
+        let put = storage
+            .put(&key(refused), "text/plain", 3, chunked(b"abc", 3))
+            .await;
+        assert!(matches!(put, Err(StorageError::Status(400))), "{put:?}");
+        "support-chat/dialogs/d1/a b+c=(x)!'.bin"
+    };
     put(storage, odd, b"odd key").await;
     assert_eq!(read(storage, odd, None).await.unwrap().1, b"odd key");
 
@@ -173,19 +196,85 @@ async fn conformance(storage: &dyn Storage) {
         .delete(&key(a))
         .await
         .expect("deleting a missing key is fine");
+
+    signed_url_conformance(storage, caps).await;
+}
+
+/// `createSignedReadUrl`: the URL reads the object without credentials, as an attachment
+/// named as asked, with the object's type; a missing object or `fs` gives no URL.
+async fn signed_url_conformance(storage: &dyn Storage, caps: Caps) {
+    let k = "support-chat/dialogs/d3/s 1+x";
+    storage
+        .put(&key(k), "image/png", 9, chunked(b"signed me", 4))
+        .await
+        .unwrap();
+    let disposition = "attachment; filename=\"r_sum_.png\"; filename*=UTF-8''r%C3%A9sum%C3%A9.png";
+    let url = storage
+        .signed_read_url(
+            &permit(k),
+            Duration::from_secs(60),
+            Some("image/png"),
+            Some(disposition),
+        )
+        .await;
+    if !caps.signed_urls {
+        assert!(matches!(url, Err(StorageError::Config(_))), "{url:?}");
+        return;
+    }
+    let url = url.expect("signed url");
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let got = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(got.starts_with("attachment;"), "{got}");
+    assert!(got.contains("r%C3%A9sum%C3%A9.png"), "{got}");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"signed me");
+    let ranged = reqwest::Client::new()
+        .get(&url)
+        .header("range", "bytes=2-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"gne");
+
+    let missing = storage
+        .signed_read_url(
+            &permit("support-chat/dialogs/d3/none"),
+            Duration::from_secs(60),
+            None,
+            None,
+        )
+        .await;
+    // S3 signs locally (the URL answers 404 later); Supabase asks first and says NotFound.
+    match missing {
+        Ok(url) => assert_eq!(reqwest::get(&url).await.unwrap().status(), 404),
+        Err(e) => assert!(matches!(e, StorageError::NotFound), "{e:?}"),
+    }
 }
 
 #[tokio::test]
 async fn fs_provider_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(&FsStorage::new(dir.path())).await;
+    let caps = Caps {
+        non_ascii_keys: true,
+        signed_urls: false,
+    };
+    conformance(&FsStorage::new(dir.path()), caps).await;
 }
 
 #[tokio::test]
 async fn s3_provider_conforms() {
     let seaweed = Seaweed::start().await;
     let storage = seaweed.storage();
-    conformance(storage.as_ref()).await;
+    let caps = Caps {
+        non_ascii_keys: true,
+        signed_urls: true,
+    };
+    conformance(storage.as_ref(), caps).await;
 
     // A presigned URL reads the object with the signed overrides; changing them breaks it.
     let k = "support-chat/dialogs/d2/p 1+ф";
@@ -290,7 +379,11 @@ async fn s3_rejects_a_wrong_secret() {
 }
 
 fn storage_at(addr: std::net::SocketAddr, read_timeout: Duration) -> S3Storage {
-    let cfg = S3Config {
+    S3Storage::new(&config_at(addr), Duration::from_secs(1), read_timeout).unwrap()
+}
+
+fn config_at(addr: std::net::SocketAddr) -> S3Config {
+    S3Config {
         endpoint: url::Url::parse(&format!("http://{addr}")).unwrap(),
         region: "us-east-1".into(),
         bucket: "bucket".into(),
@@ -298,8 +391,8 @@ fn storage_at(addr: std::net::SocketAddr, read_timeout: Duration) -> S3Storage {
         access_key_id: Secret::new("AK"),
         secret_access_key: Secret::new("SK"),
         ca_file: None,
-    };
-    S3Storage::new(&cfg, Duration::from_secs(1), read_timeout).unwrap()
+        sse: None,
+    }
 }
 
 /// A server that accepts connections and never answers.
@@ -557,4 +650,179 @@ async fn s3_list_follows_continuation_tokens() {
     assert!(!first.contains("continuation-token"));
     let second = heads.recv().await.unwrap();
     assert!(second.contains("continuation-token=tok%2B1%2F2"));
+}
+
+#[tokio::test]
+async fn supabase_provider_conforms() {
+    let stub = SupabaseStub::start().await;
+    let storage = stub.storage();
+    let caps = Caps {
+        non_ascii_keys: false,
+        signed_urls: true,
+    };
+    conformance(storage.as_ref(), caps).await;
+
+    // Every call went to the documented routes under /storage/v1.
+    let requests = stub.requests();
+    for route in [
+        "GET /storage/v1/bucket/attachments",
+        "POST /storage/v1/object/attachments/support-chat/dialogs/d1/a1",
+        "GET /storage/v1/object/attachments/support-chat/dialogs/d1/a1",
+        "POST /storage/v1/object/copy",
+        "POST /storage/v1/object/list/attachments",
+        "DELETE /storage/v1/object/attachments",
+        "POST /storage/v1/object/sign/attachments/support-chat/dialogs/d3/s 1+x",
+        "GET /storage/v1/object/sign/attachments/support-chat/dialogs/d3/s 1+x",
+    ] {
+        assert!(
+            requests.iter().any(|r| r == route),
+            "{route} in {requests:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn supabase_moves_and_overwrites() {
+    let stub = SupabaseStub::start().await;
+    let storage = stub.storage();
+    let (from, to) = ("support-chat/staged/u1/m1", "support-chat/dialogs/d1/m1");
+    put(storage.as_ref(), from, b"first").await;
+    put(storage.as_ref(), from, b"second").await;
+    storage.move_object(&key(from), &key(to)).await.unwrap();
+    assert!(!stub.contains(from) && stub.contains(to));
+    assert_eq!(read(storage.as_ref(), to, None).await.unwrap().1, b"second");
+    let again = storage.move_object(&key(from), &key(to)).await;
+    assert!(matches!(again, Err(StorageError::NotFound)), "{again:?}");
+    // Copy onto an existing object overwrites (a retried commit), as S3 does.
+    put(storage.as_ref(), from, b"third").await;
+    storage.copy(&key(from), &key(to)).await.unwrap();
+    assert_eq!(read(storage.as_ref(), to, None).await.unwrap().1, b"third");
+}
+
+#[tokio::test]
+async fn supabase_missing_objects_in_older_api_versions() {
+    let stub = SupabaseStub::start().await;
+    stub.set_legacy_errors(true);
+    let storage = stub.storage();
+    let missing = read(storage.as_ref(), "support-chat/dialogs/d1/none", None).await;
+    assert!(
+        matches!(missing, Err(StorageError::NotFound)),
+        "{missing:?}"
+    );
+    let signed = storage
+        .signed_read_url(
+            &permit("support-chat/dialogs/d1/none"),
+            Duration::from_secs(5),
+            None,
+            None,
+        )
+        .await;
+    assert!(matches!(signed, Err(StorageError::NotFound)), "{signed:?}");
+}
+
+#[tokio::test]
+async fn supabase_rejects_a_wrong_service_key() {
+    let stub = SupabaseStub::start().await;
+    let mut cfg = stub.config();
+    cfg.service_key = Secret::new("not-the-key");
+    let wrong = SupabaseStorage::new(&cfg, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+    let k = "support-chat/dialogs/d1/w";
+    let put_result = wrong
+        .put(&key(k), "text/plain", 5, chunked(b"hello", 5))
+        .await;
+    assert!(
+        matches!(put_result, Err(StorageError::Status(401))),
+        "{put_result:?}"
+    );
+    let get = read(&wrong, k, None).await;
+    assert!(matches!(get, Err(StorageError::Status(401))), "{get:?}");
+    assert!(matches!(wrong.ping().await, Err(StorageError::Status(401))));
+    assert!(!stub.contains(k));
+
+    // The API itself checks the bearer token too (the gateway in front checks `apikey`).
+    let client = reqwest::Client::new();
+    let url = format!("{}/storage/v1/bucket/{}", stub.url, stub.bucket);
+    let resp = client
+        .get(&url)
+        .header("apikey", &stub.service_key)
+        .bearer_auth("not-the-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["statusCode"], "403");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn supabase_signed_urls_expire_and_are_bound_to_their_object() {
+    let stub = SupabaseStub::start().await;
+    let storage = stub.storage();
+    let (a, b) = ("support-chat/dialogs/d1/a", "support-chat/dialogs/d1/b");
+    put(storage.as_ref(), a, b"object a").await;
+    put(storage.as_ref(), b, b"object b").await;
+    let url = storage
+        .signed_read_url(&permit(a), Duration::from_secs(1), None, None)
+        .await
+        .unwrap();
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Inline: no `download`, so no attachment disposition.
+    assert!(resp.headers().get("content-disposition").is_none());
+    let other = url.replace("/d1/a?", "/d1/b?");
+    assert_ne!(other, url);
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 400);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 400);
+}
+
+#[tokio::test]
+async fn s3_upload_sends_server_side_encryption_headers() {
+    for (sse, expected) in [
+        (
+            ServerSideEncryption::Aes256,
+            vec!["x-amz-server-side-encryption: AES256"],
+        ),
+        (
+            ServerSideEncryption::Kms {
+                key_id: Some("arn:aws:kms:eu-central-1:1:key/k".into()),
+            },
+            vec![
+                "x-amz-server-side-encryption: aws:kms",
+                "x-amz-server-side-encryption-aws-kms-key-id: arn:aws:kms:eu-central-1:1:key/k",
+            ],
+        ),
+    ] {
+        let (addr, mut heads) =
+            scripted_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        let mut cfg = config_at(addr);
+        cfg.sse = Some(sse);
+        let storage = S3Storage::new(&cfg, Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+        storage
+            .put(
+                &key("support-chat/staged/u1/e"),
+                "image/png",
+                3,
+                chunked(b"abc", 3),
+            )
+            .await
+            .unwrap();
+        let head = heads.recv().await.unwrap().to_ascii_lowercase();
+        for line in expected {
+            assert!(
+                head.contains(&format!("{}\r\n", line.to_ascii_lowercase())),
+                "{head}"
+            );
+        }
+        // Signed, so that nothing between us and storage can strip it.
+        assert!(head.contains("x-amz-server-side-encryption"), "{head}");
+        let signed = head
+            .split("signedheaders=")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap()
+            .to_string();
+        assert!(signed.contains("x-amz-server-side-encryption"), "{signed}");
+    }
 }

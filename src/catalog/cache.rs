@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::future::Cache;
 
+use super::staging::{ClaimedRow, CleanupLock, LinkRequest};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
+use chrono::{DateTime, Utc};
 
 /// Enough for every attachment a busy instance serves within a TTL; bounded so that a scan
 /// of many ids cannot grow memory without limit.
@@ -149,5 +151,63 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
             hits: self.hits(),
             misses: self.misses(),
         })
+    }
+
+    // Writers go straight through and drop what they changed from the cache.
+
+    async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        self.inner.insert_staged(row).await?;
+        self.rows.invalidate(&row.id).await;
+        Ok(())
+    }
+
+    async fn delete_staged(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        let deleted = self.inner.delete_staged(attachment_id, user_id).await?;
+        if deleted.is_some() {
+            self.rows.invalidate(attachment_id).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<AttachmentRow>, CatalogError> {
+        // Commit decides on these rows: always ask the database.
+        self.inner.find_many(ids).await
+    }
+
+    async fn mark_commit_target(
+        &self,
+        user_id: &str,
+        dialog_id: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError> {
+        self.inner.mark_commit_target(user_id, dialog_id, ids).await
+    }
+
+    async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
+        let linked = self.inner.link(link).await?;
+        for (id, _) in &link.rows {
+            self.rows.invalidate(id).await;
+        }
+        Ok(linked)
+    }
+
+    async fn claim_expired_staged(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let claimed = self.inner.claim_expired_staged(cutoff, limit).await?;
+        for row in &claimed {
+            self.rows.invalidate(&row.id).await;
+        }
+        Ok(claimed)
+    }
+
+    async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
+        self.inner.try_cleanup_lock().await
     }
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
+pub mod staging;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::config::{CatalogConfig, DatabaseKind};
 pub use cache::{CacheStats, CachedCatalog};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
+pub use staging::{ClaimedRow, CleanupLock, LinkRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachmentStatus {
@@ -106,6 +108,39 @@ pub trait Catalog: Send + Sync {
     fn cache_stats(&self) -> Option<CacheStats> {
         None
     }
+
+    // The staged-upload life cycle (`upload`, `commit`, `cleanup`).
+
+    /// Insert a freshly staged row (`UPLOADED`, no dialog); an existing id is an error.
+    async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError>;
+    /// Delete the staged row `attachment_id` if `user_id` uploaded it; its `storagePath` when
+    /// a row was deleted.
+    async fn delete_staged(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, CatalogError>;
+    /// The rows of `ids` in any status (no dialog owner); missing ids are simply absent.
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<AttachmentRow>, CatalogError>;
+    /// Record `dialog_id` on the user's staged rows among `ids` before their objects are
+    /// copied, so that cleanup can remove a copy whose commit never finished.
+    async fn mark_commit_target(
+        &self,
+        user_id: &str,
+        dialog_id: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError>;
+    /// Link every row of `link` in one transaction: `Ok(false)` (and nothing changed) when any
+    /// of them is no longer a staged row of `link.user_id`.
+    async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError>;
+    /// Delete (claim) up to `limit` staged rows created before `cutoff`, returning them.
+    async fn claim_expired_staged(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, CatalogError>;
+    /// Become the one instance running a cleanup pass; `None` when another one is.
+    async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError>;
 }
 
 /// The catalog `cfg` describes: PostgreSQL or SQLite, behind the in-process cache unless

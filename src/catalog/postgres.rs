@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
+use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, LockGuard};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::config::CatalogConfig;
 
@@ -150,5 +151,140 @@ impl Catalog for PgCatalog {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        sqlx::query(&staging::sql(Placeholder::Dollar).insert_staged)
+            .bind(&row.id)
+            .bind(&row.storage_path)
+            .bind(&row.mime_type)
+            .bind(query::size_to_sql(&row.id, row.size_bytes)?)
+            .bind(&row.original_name)
+            .bind(&row.created_by_user_id)
+            .bind(to_sql_time(row.created_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_staged(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        let row = sqlx::query(&staging::sql(Placeholder::Dollar).delete_staged)
+            .bind(attachment_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("storage_path")).transpose()?)
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<AttachmentRow>, CatalogError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let text =
+                staging::sql(Placeholder::Dollar).find_many(Placeholder::Dollar, chunk.len());
+            let mut q = sqlx::query(&text);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.push(decode(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_commit_target(
+        &self,
+        user_id: &str,
+        dialog_id: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError> {
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let sql = staging::sql(Placeholder::Dollar);
+            let text = sql.mark_commit_target(Placeholder::Dollar, chunk.len());
+            let mut q = sqlx::query(&text).bind(dialog_id).bind(user_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, path) in &link.rows {
+            let done = sqlx::query(&staging::sql(Placeholder::Dollar).link_one)
+                .bind(&link.dialog_id)
+                .bind(&link.message_id)
+                .bind(path)
+                .bind(to_sql_time(link.linked_at))
+                .bind(id)
+                .bind(&link.user_id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_expired_staged(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let rows = sqlx::query(&staging::sql(Placeholder::Dollar).claim_expired)
+            .bind(to_sql_time(cutoff))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedRow {
+                    id: r.try_get("id")?,
+                    storage_path: r.try_get("storage_path")?,
+                    dialog_id: r.try_get("dialog_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
+        let mut conn = self.pool.acquire().await?;
+        // A session-level lock on a connection of its own: if the pass is interrupted, the
+        // connection is closed rather than pooled, and PostgreSQL frees the lock with it.
+        conn.close_on_drop();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(CLEANUP_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(got.then(|| Box::new(PgLock(conn)) as CleanupLock))
+    }
+}
+
+/// The advisory-lock key every instance uses for cleanup ("agw-cln" in ASCII).
+const CLEANUP_LOCK_KEY: i64 = 0x0061_6777_2d63_6c6e;
+
+struct PgLock(sqlx::pool::PoolConnection<sqlx::Postgres>);
+
+#[async_trait]
+impl LockGuard for PgLock {
+    async fn release(self: Box<Self>) {
+        let mut conn = self.0;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(CLEANUP_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = unlocked {
+            // The connection closes on drop, which frees the lock anyway.
+            tracing::warn!(error = %e, "releasing the cleanup lock failed");
+        }
     }
 }

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
+use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, LockGuard};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::config::CatalogConfig;
 
@@ -193,6 +194,132 @@ impl Catalog for SqliteCatalog {
             .await?;
         Ok(())
     }
+
+    async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        sqlx::query(&staging::sql(Placeholder::Question).insert_staged)
+            .bind(&row.id)
+            .bind(&row.storage_path)
+            .bind(&row.mime_type)
+            .bind(query::size_to_sql(&row.id, row.size_bytes)?)
+            .bind(&row.original_name)
+            .bind(&row.created_by_user_id)
+            .bind(to_millis(row.created_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_staged(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        let row = sqlx::query(&staging::sql(Placeholder::Question).delete_staged)
+            .bind(attachment_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("storage_path")).transpose()?)
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<AttachmentRow>, CatalogError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let sql = staging::sql(Placeholder::Question);
+            let text = sql.find_many(Placeholder::Question, chunk.len());
+            let mut q = sqlx::query(&text);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.push(decode(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_commit_target(
+        &self,
+        user_id: &str,
+        dialog_id: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError> {
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let sql = staging::sql(Placeholder::Question);
+            let text = sql.mark_commit_target(Placeholder::Question, chunk.len());
+            let mut q = sqlx::query(&text).bind(dialog_id).bind(user_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, path) in &link.rows {
+            let done = sqlx::query(&staging::sql(Placeholder::Question).link_one)
+                .bind(&link.dialog_id)
+                .bind(&link.message_id)
+                .bind(path)
+                .bind(to_millis(link.linked_at))
+                .bind(id)
+                .bind(&link.user_id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_expired_staged(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let rows = sqlx::query(&staging::sql(Placeholder::Question).claim_expired)
+            .bind(to_millis(cutoff))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedRow {
+                    id: r.try_get("id")?,
+                    storage_path: r.try_get("storage_path")?,
+                    dialog_id: r.try_get("dialog_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
+        // SQLite serves one instance: an in-process lock keeps the background pass from
+        // overlapping itself. A `cleanup --once` run beside it is still safe, only redundant:
+        // every claim is an atomic DELETE and deleting an object twice is not an error.
+        static PASS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+            std::sync::LazyLock::new(Default::default);
+        Ok(PASS
+            .clone()
+            .try_lock_owned()
+            .ok()
+            .map(|held| Box::new(LocalLock { _held: held }) as CleanupLock))
+    }
+}
+
+/// Held for the pass; dropping it frees the lock.
+struct LocalLock {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl LockGuard for LocalLock {
+    async fn release(self: Box<Self>) {}
 }
 
 #[cfg(test)]

@@ -79,6 +79,12 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Unix socket through which a running instance hands its listening sockets to a new one
+    /// started with `--upgrade`.
+    pub upgrade_sock: PathBuf,
+    /// Written with this process's id once it owns the listening sockets; systemd's
+    /// `PIDFile=` follows it across an upgrade.
+    pub pid_file: PathBuf,
 }
 
 /// An IP network in CIDR form (`10.0.0.0/8`, `::1/128`); a bare address is a /32 or /128.
@@ -301,6 +307,28 @@ pub struct CatalogConfig {
 pub enum StorageProvider {
     Fs { root: PathBuf },
     S3(S3Config),
+    Supabase(SupabaseConfig),
+}
+
+/// Supabase Storage's own REST API (`<url>/storage/v1/...`) with a service key.
+#[derive(Debug, Clone)]
+pub struct SupabaseConfig {
+    /// The project URL: `https://<ref>.supabase.co` or a self-hosted base URL.
+    pub url: url::Url,
+    pub bucket: String,
+    /// The `service_role` key, sent as `Authorization: Bearer` and `apikey`.
+    pub service_key: Secret,
+    /// Extra CA bundle (PEM) for a self-hosted instance with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Server-side encryption requested on every S3 upload (`x-amz-server-side-encryption`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// `AES256`: keys managed by the service (SSE-S3).
+    Aes256,
+    /// `aws:kms`, with the bucket's default key unless `key_id` names one (SSE-KMS).
+    Kms { key_id: Option<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +342,8 @@ pub struct S3Config {
     pub secret_access_key: Secret,
     /// Extra CA bundle (PEM) for private endpoints.
     pub ca_file: Option<PathBuf>,
+    /// Server-side encryption headers sent with every upload (none by default).
+    pub sse: Option<ServerSideEncryption>,
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +381,12 @@ pub struct LimitsConfig {
     pub burst: u32,
     pub max_concurrent_per_user: u32,
     pub on_redis_error: OnRedisError,
+    /// Bound on every Redis call, so that Redis can never stall a request.
+    pub redis_timeout: Duration,
+    /// Life of a download slot lease in Redis; renewed while the download runs.
+    pub lease_ttl: Duration,
+    /// A client that reads nothing for this long is cut off (and frees its slot).
+    pub write_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -37,6 +37,8 @@ pub struct RawServer {
     pub grace_period_s: Option<i64>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    pub upgrade_sock: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +106,8 @@ pub struct RawStorage {
     pub secret_access_key_env: Option<String>,
     pub secret_access_key_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
     // supabase
     pub url: Option<String>,
     pub service_key: Option<Secret>,
@@ -136,6 +140,9 @@ pub struct RawLimits {
     pub burst: Option<i64>,
     pub max_concurrent_per_user: Option<i64>,
     pub on_redis_error: Option<String>,
+    pub redis_timeout_ms: Option<i64>,
+    pub lease_ttl_s: Option<i64>,
+    pub write_idle_timeout_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

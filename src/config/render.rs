@@ -41,6 +41,8 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("grace_period_s", server.grace_period.as_secs());
     out.path("tls_cert_file", server.tls_cert_file.as_deref());
     out.path("tls_key_file", server.tls_key_file.as_deref());
+    out.path("upgrade_sock", Some(&server.upgrade_sock));
+    out.path("pid_file", Some(&server.pid_file));
 
     out.section("app");
     out.string("upstream", &app.upstream);
@@ -94,6 +96,21 @@ pub fn render_redacted(cfg: &Config) -> String {
             out.secret("access_key_id", true);
             out.secret("secret_access_key", true);
             out.path("ca_file", s3.ca_file.as_deref());
+            match &s3.sse {
+                None => out.unset("sse", "no server-side encryption header"),
+                Some(ServerSideEncryption::Aes256) => out.string("sse", "AES256"),
+                Some(ServerSideEncryption::Kms { key_id }) => {
+                    out.string("sse", "aws:kms");
+                    out.opt_string("sse_kms_key_id", key_id.as_deref(), "the bucket's default");
+                }
+            }
+        }
+        StorageProvider::Supabase(sb) => {
+            out.string("provider", "supabase");
+            out.string("url", sb.url.as_str());
+            out.string("bucket", &sb.bucket);
+            out.secret("service_key", true);
+            out.path("ca_file", sb.ca_file.as_deref());
         }
     }
     out.int("connect_timeout_ms", millis(storage.connect_timeout));
@@ -128,6 +145,16 @@ pub fn render_redacted(cfg: &Config) -> String {
         OnRedisError::Deny => "deny",
     };
     out.string("on_redis_error", on_error);
+    out.int(
+        "redis_timeout_ms",
+        limits
+            .redis_timeout
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
+    );
+    out.int("lease_ttl_s", limits.lease_ttl.as_secs());
+    out.int("write_idle_timeout_s", limits.write_idle_timeout.as_secs());
 
     out.section("upload");
     out.int("max_bytes", upload.max_bytes);

@@ -436,8 +436,9 @@ fn rendered_demo_config_is_complete() {
     }
     let reparsed: toml::Table = rendered.parse().unwrap();
     let keys = |s: &str| reparsed[s].as_table().unwrap().len();
-    assert_eq!(keys("server"), 5, "{rendered}");
-    assert_eq!(keys("limits"), 5);
+    // listen, admin_listen, threads, trusted_proxies, grace_period_s, upgrade_sock, pid_file
+    assert_eq!(keys("server"), 7, "{rendered}");
+    assert_eq!(keys("limits"), 8);
     toml::from_str::<RawConfig>(&rendered).unwrap();
 }
 
@@ -516,7 +517,7 @@ fn algorithm_lists_are_checked() {
 }
 
 #[test]
-fn s3_needs_its_keys_and_supabase_is_not_supported_yet() {
+fn s3_and_supabase_need_their_keys() {
     let problems = errors(&with_secret("[storage]\nprovider = \"s3\"\n"));
     for key in [
         "storage.endpoint: is required",
@@ -534,10 +535,14 @@ fn s3_needs_its_keys_and_supabase_is_not_supported_yet() {
         &problems,
         "storage.endpoint: \"ftp://x\" is not an http(s) URL",
     );
-    assert_has(
-        &errors(&with_secret("[storage]\nprovider = \"supabase\"\n")),
-        "storage.provider: \"supabase\" is not supported yet",
-    );
+    let problems = errors(&with_secret("[storage]\nprovider = \"supabase\"\n"));
+    for key in [
+        "storage.url: is required",
+        "storage.bucket: is required",
+        "storage.service_key: is required",
+    ] {
+        assert_has(&problems, key);
+    }
     assert_has(
         &errors(&with_secret("[storage]\nbucket = \"b\"\n")),
         "storage.bucket: only used with storage.provider = \"s3\"",
@@ -731,4 +736,136 @@ proptest! {
     fn arbitrary_text_never_panics_the_loader(text in "\\PC{0,200}") {
         let _ = parse(&text);
     }
+}
+
+#[test]
+fn upgrade_socket_and_pid_file_follow_the_runtime_directory() {
+    let text = with_secret("");
+    let plain = parse(&text).unwrap();
+    assert_eq!(
+        plain.server.upgrade_sock,
+        Path::new("data/run/upgrade.sock")
+    );
+    assert_eq!(plain.server.pid_file, Path::new("data/run/gateway.pid"));
+
+    // systemd's RuntimeDirectory= exports the directory; the first of several wins.
+    let env = env_of(&[("RUNTIME_DIRECTORY", "/run/attachment-gateway:/run/other")]);
+    let unit = from_toml_str(&text, Path::new(""), &env).unwrap();
+    assert_eq!(
+        unit.server.upgrade_sock,
+        Path::new("/run/attachment-gateway/upgrade.sock")
+    );
+    assert_eq!(
+        unit.server.pid_file,
+        Path::new("/run/attachment-gateway/gateway.pid")
+    );
+
+    let explicit = with_secret("[server]\nupgrade_sock = \"u.sock\"\npid_file = \"g.pid\"\n");
+    let cfg = from_toml_str(&explicit, Path::new(""), &env).unwrap();
+    assert_eq!(cfg.server.upgrade_sock, Path::new("u.sock"));
+    assert_eq!(cfg.server.pid_file, Path::new("g.pid"));
+
+    let long = format!("[server]\nupgrade_sock = \"/{}\"\n", "s".repeat(120));
+    assert_has(&errors(&with_secret(&long)), "server.upgrade_sock");
+}
+
+#[test]
+fn supabase_provider_with_its_key_from_env_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("service_key");
+    std::fs::write(&key_file, "from-file\n").unwrap();
+    let text = with_secret(&format!(
+        "[storage]\nprovider = \"supabase\"\nurl = \"https://p.supabase.co\"\nbucket = \"files\"\n\
+         service_key_file = {:?}\nsigned_url_ttl_s = 120\noffload_over_bytes = 1048576\n",
+        key_file.display().to_string()
+    ));
+    let cfg = parse(&text).unwrap();
+    let StorageProvider::Supabase(sb) = &cfg.storage.provider else {
+        panic!("{:?}", cfg.storage.provider);
+    };
+    assert_eq!(sb.url.as_str(), "https://p.supabase.co/");
+    assert_eq!(sb.bucket, "files");
+    assert_eq!(sb.service_key.expose(), "from-file");
+    assert_eq!(cfg.storage.offload_over_bytes, 1_048_576);
+    let rendered = render_redacted(&cfg);
+    assert!(rendered.contains("provider = \"supabase\""), "{rendered}");
+    assert!(
+        rendered.contains("service_key = \"<redacted>\""),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("from-file"));
+
+    let text = with_secret(
+        "[storage]\nprovider = \"supabase\"\nurl = \"https://p.supabase.co\"\nbucket = \"files\"\n\
+         service_key_env = \"SB_KEY\"\n",
+    );
+    let cfg = from_toml_str(&text, Path::new(""), &env_of(&[("SB_KEY", "from-env")])).unwrap();
+    let StorageProvider::Supabase(sb) = &cfg.storage.provider else {
+        panic!();
+    };
+    assert_eq!(sb.service_key.expose(), "from-env");
+
+    for (text, expected) in [
+        (
+            "provider = \"supabase\"\nurl = \"https://u:p@p.supabase.co\"\nbucket = \"b\"\nservice_key = \"k\"",
+            "storage.url:",
+        ),
+        (
+            "provider = \"supabase\"\nurl = \"https://p.supabase.co\"\nbucket = \"a/b\"\nservice_key = \"k\"",
+            "storage.bucket:",
+        ),
+        (
+            "provider = \"supabase\"\nurl = \"https://p.supabase.co\"\nbucket = \"b\"\nservice_key = \"k\"\nregion = \"x\"",
+            "storage.region: only used with storage.provider = \"s3\"",
+        ),
+        (
+            "provider = \"s3\"\nservice_key = \"k\"",
+            "storage.service_key: only used with storage.provider = \"supabase\"",
+        ),
+        (
+            "provider = \"fs\"\noffload_over_bytes = 10",
+            "storage.offload_over_bytes: needs signed URLs",
+        ),
+    ] {
+        assert_has(&errors(&with_secret(&format!("[storage]\n{text}\n"))), expected);
+    }
+}
+
+#[test]
+fn s3_server_side_encryption() {
+    let base = "[storage]\nprovider = \"s3\"\nendpoint = \"https://s3.example\"\nbucket = \"b\"\n\
+                access_key_id = \"a\"\nsecret_access_key = \"s\"\n";
+    let sse_of = |extra: &str| {
+        let cfg = parse(&with_secret(&format!("{base}{extra}"))).unwrap();
+        let rendered = render_redacted(&cfg);
+        let StorageProvider::S3(s3) = cfg.storage.provider else {
+            panic!();
+        };
+        (s3.sse, rendered)
+    };
+    assert_eq!(sse_of("").0, None);
+    let (sse, rendered) = sse_of("sse = \"AES256\"\n");
+    assert_eq!(sse, Some(ServerSideEncryption::Aes256));
+    assert!(rendered.contains("sse = \"AES256\""), "{rendered}");
+    let (sse, rendered) = sse_of("sse = \"aws:kms\"\nsse_kms_key_id = \"alias/files\"\n");
+    assert_eq!(
+        sse,
+        Some(ServerSideEncryption::Kms {
+            key_id: Some("alias/files".into())
+        })
+    );
+    assert!(
+        rendered.contains("sse_kms_key_id = \"alias/files\""),
+        "{rendered}"
+    );
+    assert_has(
+        &errors(&with_secret(&format!("{base}sse = \"aes256\"\n"))),
+        "storage.sse: \"aes256\" must be",
+    );
+    assert_has(
+        &errors(&with_secret(&format!(
+            "{base}sse = \"AES256\"\nsse_kms_key_id = \"k\"\n"
+        ))),
+        "storage.sse_kms_key_id: only used with storage.sse = \"aws:kms\"",
+    );
 }

@@ -16,6 +16,10 @@ pub struct RequestCtx {
     pub outcome: &'static str,
     /// Bytes the response promised (Content-Length) for a streamed read.
     pub expected_body_bytes: Option<u64>,
+    /// The user's download slot: held while the body streams, released on drop.
+    pub slot: Option<crate::limits::SlotGuard>,
+    /// Counts this request in `downloads_in_flight` while it is a read; released on drop.
+    pub in_flight: Option<crate::metrics::InFlight>,
 }
 
 impl RequestCtx {
@@ -28,6 +32,8 @@ impl RequestCtx {
             attachment_id: None,
             outcome: "",
             expected_body_bytes: None,
+            slot: None,
+            in_flight: None,
         }
     }
 }
@@ -52,6 +58,23 @@ pub fn route_template(route: &Route) -> &'static str {
     }
 }
 
+/// Whether a request counts as a download in the metrics: the two read routes, any answer.
+pub fn is_download(route: &Route) -> bool {
+    matches!(route, Route::LinkedRead { .. } | Route::StagedRead { .. })
+}
+
+/// Whether `e` is the client going away: a reset or closed connection while the response
+/// was being written. Pingora's HTTP/1 writer does not mark these as downstream errors, so
+/// the type decides too; only the client is ever written to, so a write error is the client's.
+pub fn is_client_abort(e: &pingora::prelude::Error) -> bool {
+    use pingora::prelude::{ErrorSource, ErrorType};
+    *e.esource() == ErrorSource::Downstream
+        || matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ConnectionClosed
+        )
+}
+
 /// A client-supplied `X-Request-Id` is kept when it is short and plain; otherwise a new one.
 pub fn request_id(client_value: Option<&str>) -> String {
     match client_value {
@@ -69,6 +92,18 @@ pub fn request_id(client_value: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_aborts_are_write_errors_or_downstream_ones() {
+        use pingora::prelude::{Error, ErrorType};
+        let mut closed = Error::new(ErrorType::ReadError);
+        assert!(!is_client_abort(&closed), "a storage read error is ours");
+        closed.as_down();
+        assert!(is_client_abort(&closed));
+        assert!(is_client_abort(&Error::new(ErrorType::WriteError)));
+        assert!(is_client_abort(&Error::new(ErrorType::ConnectionClosed)));
+        assert!(!is_client_abort(&Error::new(ErrorType::InternalError)));
+    }
 
     #[test]
     fn keeps_plain_request_ids_and_replaces_others() {

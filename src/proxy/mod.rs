@@ -8,13 +8,14 @@
 //!         authn::verify ─► catalog.find_* ─► authz::authorize ─► Permit
 //!         ─► conditional (304) ─► range (206/416) ─► storage.get(permit) ─► stream body
 //! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
-//! logging ── one JSON access-log line
+//! logging ── one JSON access-log line; download metrics (metrics::download_finished)
 //! ```
 //! Each phase is a few lines that call one module; policy lives in pure modules.
 
 mod client_ip;
 pub mod ctx;
-mod read;
+mod offload;
+pub(crate) mod read;
 mod respond;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use crate::authz::Access;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::limits::{self, Limiter};
 use crate::route::{self, Route};
 use crate::storage::Storage;
 pub use ctx::RequestCtx;
@@ -43,6 +45,8 @@ pub struct Gateway {
     pub storage: Arc<dyn Storage>,
     /// The app, resolved at start (never a blocking resolve on the request path).
     pub app_addr: SocketAddr,
+    /// Rate limits and download slots (shared through Redis when configured).
+    pub limiter: Arc<Limiter>,
 }
 
 #[async_trait]
@@ -67,6 +71,13 @@ impl ProxyHttp for Gateway {
             client_ip::client_ip(peer, &forwarded, &self.config.server.trusted_proxies)
         });
         ctx.route = route::classify(req.method.as_str(), req.uri.path());
+        if ctx::is_download(&ctx.route) {
+            ctx.in_flight = Some(crate::metrics::InFlight::start());
+        }
+        if let Err(err) = self.admit(session, ctx) {
+            read::answer_error(session, ctx, err).await?;
+            return Ok(true);
+        }
         let target = match ctx.route.clone() {
             Route::Passthrough => return Ok(false),
             Route::LinkedRead {
@@ -82,11 +93,19 @@ impl ProxyHttp for Gateway {
                 dialog_id: None,
                 attachment_id,
             },
+            Route::Upload => {
+                let answer = crate::upload::stage(self, session, ctx).await;
+                return reply(session, ctx, answer).await;
+            }
+            Route::StagedDelete { attachment_id } => {
+                ctx.attachment_id = Some(attachment_id.clone());
+                let answer = crate::upload::discard(self, session, ctx, &attachment_id).await;
+                return reply(session, ctx, answer).await;
+            }
             other => {
                 let err = match other {
                     Route::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed { allow },
                     Route::BadRequest => GatewayError::BadRequest("malformed_path"),
-                    Route::Upload | Route::StagedDelete { .. } => GatewayError::NotImplemented,
                     _ => GatewayError::NotFound("no_route"),
                 };
                 read::answer_error(session, ctx, err).await?;
@@ -144,7 +163,8 @@ impl ProxyHttp for Gateway {
         };
         upstream.insert_header("x-forwarded-proto", proto)?;
         let host = header_str(session.req_header(), "host")
-            .or_else(|| session.req_header().uri.host())
+            // HTTP/2 has no Host header, only :authority (RFC 9113 §8.3.1): keep its port.
+            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
             .map(str::to_string);
         match host {
             Some(h) => upstream.insert_header("x-forwarded-host", h)?,
@@ -202,6 +222,23 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// A client that goes away mid-read is routine (players cancel media ranges when seeking,
+    /// pingora#383): the access line records it as `client_aborted`, not as an error.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        ctx::is_download(&ctx.route) && ctx::is_client_abort(e)
+    }
+
+    /// What Pingora's own error lines say about a request: never the URI (query strings carry
+    /// signatures, paths carry ids), the Host or the client address.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        format!(
+            "{} {} request_id={}",
+            session.req_header().method,
+            ctx::route_template(&ctx.route),
+            ctx.request_id
+        )
+    }
+
     /// One JSON access-log line: technical fields only.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -209,6 +246,7 @@ impl ProxyHttp for Gateway {
         let latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let client = ctx.client_ip.map(crate::telemetry::anonymize_ip);
         let outcome = match (e, ctx.outcome) {
+            (Some(e), "") if ctx::is_client_abort(e) => "client_aborted",
             (Some(_), "") => "aborted",
             (None, "") => "proxied",
             (_, o) => o,
@@ -226,7 +264,43 @@ impl ProxyHttp for Gateway {
             outcome,
             error = e.map(|e| e.etype().as_str()),
         );
+        if ctx::is_download(&ctx.route) {
+            crate::metrics::download_finished(status, bytes as u64, ctx.started.elapsed());
+            ctx.in_flight = None;
+        }
     }
+}
+
+impl Gateway {
+    /// Before any other work: the header budget (`431`) for every request; for the gateway's
+    /// own routes, the write-idle timeout (a client that stops reading is cut off and frees its
+    /// slot) and the per-IP check that runs before the token is verified.
+    fn admit(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), GatewayError> {
+        limits::headers::check(&session.req_header().headers)?;
+        if ctx.route == Route::Passthrough {
+            return Ok(());
+        }
+        session.set_write_timeout(Some(self.config.limits.write_idle_timeout));
+        self.limiter.check_ip(ctx.client_ip)
+    }
+}
+
+/// Write the answer of an upload or discard: its JSON, or the error's.
+async fn reply(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: Result<crate::upload::Answer, GatewayError>,
+) -> Result<bool> {
+    match answer {
+        Ok(answer) => {
+            if ctx.outcome.is_empty() {
+                ctx.outcome = "stored";
+            }
+            respond::json(session, &answer, &ctx.request_id).await?;
+        }
+        Err(err) => read::answer_error(session, ctx, err).await?,
+    }
+    Ok(true)
 }
 
 fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {

@@ -18,6 +18,7 @@ use crate::http::conditional;
 use crate::http::headers::{self, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::io_runtime;
+use crate::metrics::{self, StorageErrorKind};
 
 /// Which attachment the route names.
 pub struct ReadTarget {
@@ -30,6 +31,7 @@ pub struct ReadTarget {
 enum Plan {
     NotModified,
     Body { range: Option<ByteRange> },
+    Offload,
 }
 
 /// Serve one read. Errors the gateway can still answer are answered here; an `Err` means the
@@ -40,7 +42,7 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     target: ReadTarget,
 ) -> Result<()> {
-    let permit = match authorize(gw, session, &target).await {
+    let permit = match authorize(gw, session, ctx, &target).await {
         Ok(permit) => permit,
         Err(err) => return answer_error(session, ctx, err).await,
     };
@@ -61,15 +63,29 @@ pub async fn serve(
             Ok(())
         }
         Plan::Body { range } => stream(gw, session, ctx, permit, &validators, range).await,
+        Plan::Offload => super::offload::redirect(gw, session, ctx, permit).await,
     }
 }
 
 async fn authorize(
     gw: &Gateway,
     session: &Session,
+    ctx: &mut RequestCtx,
     target: &ReadTarget,
 ) -> Result<Permit, GatewayError> {
     let principal = authenticate(gw, session)?;
+    // Limits before the catalog is asked; a GET body takes a download slot (HEAD does not).
+    if session.req_header().method == http::Method::GET {
+        let slot = gw
+            .limiter
+            .check_download(&principal.user_id, ctx.client_ip)
+            .await?;
+        ctx.slot = Some(slot);
+    } else {
+        gw.limiter
+            .check_request(&principal.user_id, ctx.client_ip)
+            .await?;
+    }
     let catalog = gw.catalog.clone();
     let (access, dialog_id, attachment_id) = (
         target.access,
@@ -145,6 +161,10 @@ fn plan(
     match range::evaluate(range_header, size) {
         RangeOutcome::Partial(r) => Ok(Plan::Body { range: Some(r) }),
         RangeOutcome::Unsatisfiable => Err(GatewayError::RangeNotSatisfiable { size }),
+        // `302` to a signed URL (`storage.offload_over_bytes`), also above max_object_bytes.
+        RangeOutcome::Full if super::offload::applies(&gw.config.storage, size) => {
+            Ok(Plan::Offload)
+        }
         RangeOutcome::Full if size > gw.config.http.max_object_bytes => {
             Err(GatewayError::ObjectTooLarge)
         }
@@ -186,13 +206,20 @@ async fn stream(
     let storage = gw.storage.clone();
     let permit = Arc::new(permit);
     let fetch_permit = permit.clone();
+    let asked = std::time::Instant::now();
     let fetched = io_runtime::run(async move { storage.get(&fetch_permit, range).await })
         .await
         .map_err(|e| GatewayError::Internal(e.to_string()))
         .and_then(|r| r.map_err(GatewayError::from));
     let body = match fetched {
-        Ok(body) => body,
+        Ok(body) => {
+            metrics::storage_first_byte(asked.elapsed());
+            body
+        }
         Err(err) => {
+            if let GatewayError::Storage(e) = &err {
+                metrics::storage_error(e);
+            }
             tracing::warn!(error = %err, "storage fetch failed before the first byte");
             return answer_error(session, ctx, err).await;
         }
@@ -214,21 +241,30 @@ async fn stream(
     let mut chunks = body.stream;
     while let Some(chunk) = chunks.next().await {
         let chunk: Bytes = chunk.map_err(|e| {
+            metrics::storage_error(&e);
             ctx.outcome = "storage_fault_mid_body";
             Error::because(ErrorType::ReadError, "storage body", e)
         })?;
         if sent + chunk.len() as u64 > length {
             ctx.outcome = "storage_overrun";
+            metrics::storage_error_kind(StorageErrorKind::Transport);
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "storage sent more bytes than the row's size",
             ));
         }
         sent += chunk.len() as u64;
+        if sent == length {
+            // Free the slot (the release is sent at once, not awaited) before the client can
+            // have the last byte: its next request (the next Range of a video, say) reaches
+            // Redis after the release, so it never finds this finished download still counted.
+            drop(ctx.slot.take());
+        }
         session.write_response_body(Some(chunk), false).await?;
     }
     if sent != length {
         ctx.outcome = "storage_short_body";
+        metrics::storage_error_kind(StorageErrorKind::Transport);
         return Err(Error::explain(
             ErrorType::ReadError,
             "storage body ended before its length",

@@ -38,9 +38,51 @@ pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) 
             "content-range",
             crate::http::range::unsatisfied_content_range(*size),
         )?,
+        // RFC 6585 §4 (429) with RFC 9110 §10.2.3 Retry-After in seconds, and the
+        // RateLimit-* fields of draft-ietf-httpapi-ratelimit-headers.
+        GatewayError::RateLimited(limited) => {
+            resp.insert_header("retry-after", limited.retry_after_s.to_string())?;
+            resp.insert_header("ratelimit-limit", limited.limit.to_string())?;
+            resp.insert_header("ratelimit-remaining", "0")?;
+            resp.insert_header("ratelimit-reset", limited.reset_s.to_string())?;
+        }
+        GatewayError::ServiceUnavailable(_) => resp.insert_header("retry-after", "1")?,
         _ => {}
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(status)
+}
+
+/// Answer a successful upload or discard: JSON (or no body) with `no-store`.
+pub async fn json(
+    session: &mut Session,
+    answer: &crate::upload::Answer,
+    request_id: &str,
+) -> Result<()> {
+    let body = answer
+        .body
+        .as_ref()
+        .map(|v| Bytes::from(v.to_string().into_bytes()));
+    let mut resp = header(
+        answer.status,
+        &[
+            ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
+            ("x-request-id", request_id),
+        ],
+    )?;
+    if let Some(location) = &answer.location {
+        resp.insert_header("location", location.as_str())?;
+    }
+    match body {
+        Some(body) => {
+            resp.insert_header("content-type", "application/json")?;
+            resp.insert_header("content-length", body.len().to_string())?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+        }
+        None => session.write_response_header(Box::new(resp), true).await?,
+    }
+    Ok(())
 }

@@ -1,10 +1,12 @@
-//! Object storage behind one trait: `fs` (a local directory) and `s3` (any S3-compatible
-//! service, SigV4 via `aws-sigv4`). Bodies are streams; nothing is buffered whole.
+//! Object storage behind one trait: `fs` (a local directory), `s3` (any S3-compatible
+//! service, SigV4 via `aws-sigv4`) and `supabase` (Supabase Storage's REST API). Bodies are
+//! streams; nothing is buffered whole.
 
 pub mod fs;
 pub mod key;
 pub mod s3;
 pub mod sign;
+pub mod supabase;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -80,6 +82,22 @@ pub trait Storage: Send + Sync {
             "signed URLs are not supported by this provider".into(),
         ))
     }
+    /// `createSignedReadUrl`: like `presign_get`, for providers whose signed URLs are made by
+    /// asking the service (Supabase) rather than computed locally (S3). Offload calls this.
+    async fn signed_read_url(
+        &self,
+        permit: &Permit,
+        ttl: std::time::Duration,
+        response_content_type: Option<&str>,
+        response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        self.presign_get(
+            permit,
+            ttl,
+            response_content_type,
+            response_content_disposition,
+        )
+    }
     /// Server-side copy of `from` to `to` (commit moves staged objects with copy + delete).
     async fn copy(&self, _from: &StorageKey, _to: &StorageKey) -> Result<(), StorageError> {
         Err(StorageError::Config(
@@ -109,6 +127,11 @@ pub fn build(cfg: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
         StorageProvider::Fs { root } => Arc::new(fs::FsStorage::new(root.clone())),
         StorageProvider::S3(s3) => Arc::new(s3::S3Storage::new(
             s3,
+            cfg.connect_timeout,
+            cfg.read_timeout,
+        )?),
+        StorageProvider::Supabase(sb) => Arc::new(supabase::SupabaseStorage::new(
+            sb,
             cfg.connect_timeout,
             cfg.read_timeout,
         )?),

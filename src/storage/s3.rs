@@ -17,7 +17,7 @@ use super::{
     exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
 };
 use crate::authz::Permit;
-use crate::config::S3Config;
+use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
 
 /// ListObjectsV2 page size (the S3 maximum).
@@ -32,6 +32,8 @@ pub struct S3Storage {
     bucket_base: String,
     bucket: String,
     read_timeout: Duration,
+    /// Server-side encryption asked for on every upload.
+    sse: Option<ServerSideEncryption>,
 }
 
 /// One request before signing: everything that will be sent, and nothing else.
@@ -66,27 +68,10 @@ impl S3Storage {
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<Self, StorageError> {
-        let mut builder = reqwest::Client::builder()
-            .hickory_dns(true)
-            .connect_timeout(connect_timeout)
-            // A redirect would replay signed headers to another host: never follow one.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca_file) = &cfg.ca_file {
-            let pem = std::fs::read(ca_file).map_err(|e| {
-                StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| StorageError::Config(format!("storage http client: {e}")))?;
+        let client = http_client(cfg.ca_file.as_deref(), connect_timeout)?;
         Ok(S3Storage {
             client,
+            sse: cfg.sse.clone(),
             signer: Signer::new(
                 cfg.access_key_id.expose(),
                 cfg.secret_access_key.expose(),
@@ -262,6 +247,19 @@ impl Storage for S3Storage {
         let mut req = Outgoing::new(Method::PUT, self.object_url(key)?)
             .header("content-length", content_length.to_string())
             .header("content-type", content_type);
+        // x-amz-* headers are always signed (SigV4), so the service cannot be told to skip it.
+        match &self.sse {
+            None => {}
+            Some(ServerSideEncryption::Aes256) => {
+                req = req.header("x-amz-server-side-encryption", "AES256");
+            }
+            Some(ServerSideEncryption::Kms { key_id }) => {
+                req = req.header("x-amz-server-side-encryption", "aws:kms");
+                if let Some(id) = key_id {
+                    req = req.header("x-amz-server-side-encryption-aws-kms-key-id", id.clone());
+                }
+            }
+        }
         req.payload = PayloadHash::Unsigned;
         req.body = Some(reqwest::Body::wrap_stream(body));
         let request = self.signed(req)?;
@@ -396,11 +394,38 @@ fn bucket_base(
     ))
 }
 
+/// The HTTP client of a storage provider: hickory DNS, bounded connects, no redirects, and
+/// the extra CA bundle of a private endpoint when one is configured.
+pub(super) fn http_client(
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, StorageError> {
+    let mut builder = reqwest::Client::builder()
+        .hickory_dns(true)
+        .connect_timeout(connect_timeout)
+        // A redirect would replay signed headers to another host: never follow one.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca_file) = ca_file {
+        let pem = std::fs::read(ca_file).map_err(|e| {
+            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| StorageError::Config(format!("storage http client: {e}")))
+}
+
 fn parse_url(url: &str) -> Result<url::Url, StorageError> {
     url::Url::parse(url).map_err(|e| StorageError::Config(format!("storage url: {e}")))
 }
 
-fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
+pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
     match status {
         s if s == expected => Ok(()),
         StatusCode::NOT_FOUND => Err(StorageError::NotFound),
@@ -409,7 +434,7 @@ fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageE
 }
 
 /// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).
-fn content_range_starts_at(resp: &reqwest::Response, start: u64) -> bool {
+pub(super) fn content_range_starts_at(resp: &reqwest::Response, start: u64) -> bool {
     resp.headers()
         .get(reqwest::header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
@@ -420,7 +445,7 @@ fn content_range_starts_at(resp: &reqwest::Response, start: u64) -> bool {
 }
 
 /// Transport errors carry no URL: URLs hold object keys, and logs must not.
-fn transport(e: reqwest::Error) -> StorageError {
+pub(super) fn transport(e: reqwest::Error) -> StorageError {
     if e.is_timeout() {
         return StorageError::Timeout;
     }
@@ -436,7 +461,7 @@ fn transport(e: reqwest::Error) -> StorageError {
 }
 
 /// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.
-fn with_chunk_timeout(
+pub(super) fn with_chunk_timeout(
     inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     read_timeout: Duration,
 ) -> ByteStream {
@@ -458,14 +483,14 @@ fn with_chunk_timeout(
 /// When an upload last moved. An upload may take long, but it may not stand still: the wait
 /// for storage's answer is bounded by the read timeout counted from the last body chunk sent.
 #[derive(Clone)]
-struct Progress(Arc<Mutex<Instant>>);
+pub(super) struct Progress(Arc<Mutex<Instant>>);
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Progress(Arc::new(Mutex::new(Instant::now())))
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
@@ -473,7 +498,7 @@ impl Progress {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn bound<F: std::future::Future>(
+    pub(super) async fn bound<F: std::future::Future>(
         &self,
         fut: F,
         idle: Duration,

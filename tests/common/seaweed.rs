@@ -59,6 +59,7 @@ impl Seaweed {
             access_key_id: Secret::new(self.access_key.clone()),
             secret_access_key: Secret::new(self.secret_key.clone()),
             ca_file: None,
+            sse: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod auth;
 mod storage;
+mod supabase;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -80,6 +81,22 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
             (None, None)
         }
     };
+    let runtime_dir = runtime_dir(c);
+    let upgrade_sock = match raw.upgrade_sock {
+        Some(path) => c.path(&path),
+        None => runtime_dir.join("upgrade.sock"),
+    };
+    // sun_path holds 108 bytes including the terminating NUL (unix(7)).
+    if upgrade_sock.as_os_str().len() > 107 {
+        c.problem(
+            "server.upgrade_sock",
+            format!("{upgrade_sock:?} is longer than a unix socket path may be (107 bytes)"),
+        );
+    }
+    let pid_file = match raw.pid_file {
+        Some(path) => c.path(&path),
+        None => runtime_dir.join("gateway.pid"),
+    };
     ServerConfig {
         listen,
         admin_listen,
@@ -88,6 +105,18 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
         grace_period,
         tls_cert_file,
         tls_key_file,
+        upgrade_sock,
+        pid_file,
+    }
+}
+
+/// Where the upgrade socket and the PID file live by default: systemd's `RuntimeDirectory=`
+/// (it exports `RUNTIME_DIRECTORY`, the first entry when several are listed), else `data/run`
+/// under the working directory.
+fn runtime_dir(c: &mut Checker) -> PathBuf {
+    match (c.env)("RUNTIME_DIRECTORY") {
+        Some(dirs) if !dirs.is_empty() => PathBuf::from(dirs.split(':').next().unwrap_or_default()),
+        _ => c.path(Path::new("data/run")),
     }
 }
 
@@ -355,6 +384,20 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             raw.on_redis_error,
             &on_error,
             OnRedisError::Local,
+        ),
+        redis_timeout: Duration::from_millis(c.int(
+            "limits.redis_timeout_ms",
+            raw.redis_timeout_ms,
+            50,
+            1,
+            60_000,
+        )),
+        lease_ttl: c.seconds("limits.lease_ttl_s", raw.lease_ttl_s, 30, 1),
+        write_idle_timeout: c.seconds(
+            "limits.write_idle_timeout_s",
+            raw.write_idle_timeout_s,
+            30,
+            1,
         ),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::checker::Checker;
 use super::super::raw::RawStorage;
-use super::super::{S3Config, StorageConfig, StorageProvider};
+use super::super::{S3Config, ServerSideEncryption, StorageConfig, StorageProvider};
 
 pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
     let ms = |n: u64| Duration::from_millis(n);
@@ -53,7 +53,8 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
             "secret_access_key_file",
             raw.secret_access_key_file.is_some(),
         ),
-        ("ca_file", raw.ca_file.is_some()),
+        ("sse", raw.sse.is_some()),
+        ("sse_kms_key_id", raw.sse_kms_key_id.is_some()),
     ];
     let supabase_keys = [
         ("url", raw.url.is_some()),
@@ -80,6 +81,13 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
             not_for(&s3_keys, "s3");
             not_for(&supabase_keys, "supabase");
             not_for(&[("bucket", raw.bucket.is_some())], "s3");
+            not_for(&[("ca_file", raw.ca_file.is_some())], "s3");
+            if offload_over_bytes > 0 {
+                c.problem(
+                    "storage.offload_over_bytes",
+                    "needs signed URLs, which storage.provider = \"fs\" cannot make (use 0)",
+                );
+            }
             let root = raw.root.unwrap_or_else(|| PathBuf::from("data/bucket"));
             if root.as_os_str().is_empty() {
                 c.problem("storage.root", "must not be empty");
@@ -94,11 +102,9 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
             s3(raw, c).map_or_else(fs_default, StorageProvider::S3)
         }
         "supabase" => {
-            c.problem(
-                "storage.provider",
-                "\"supabase\" is not supported yet; use \"s3\" with Supabase's S3 endpoint",
-            );
-            fs_default()
+            not_for(&s3_keys, "s3");
+            not_for(&[("root", raw.root.is_some())], "fs");
+            super::supabase::section(raw, c).map_or_else(fs_default, StorageProvider::Supabase)
         }
         other => {
             c.problem(
@@ -183,6 +189,7 @@ fn s3(raw: RawStorage, c: &mut Checker) -> Option<S3Config> {
         }
     }
     let ca_file = raw.ca_file.map(|p| c.existing_file("storage.ca_file", &p));
+    let sse = sse(raw.sse, raw.sse_kms_key_id, c);
     Some(S3Config {
         endpoint: endpoint?,
         region,
@@ -191,11 +198,46 @@ fn s3(raw: RawStorage, c: &mut Checker) -> Option<S3Config> {
         access_key_id: access_key_id?,
         secret_access_key: secret_access_key?,
         ca_file,
+        sse,
     })
+}
+
+/// `storage.sse` = "AES256" | "aws:kms" (+ optional `storage.sse_kms_key_id`).
+fn sse(
+    mode: Option<String>,
+    kms_key_id: Option<String>,
+    c: &mut Checker,
+) -> Option<ServerSideEncryption> {
+    let chosen = match mode.as_deref() {
+        None => None,
+        Some("AES256") => Some(ServerSideEncryption::Aes256),
+        Some("aws:kms") => Some(ServerSideEncryption::Kms {
+            key_id: kms_key_id.clone(),
+        }),
+        Some(other) => {
+            c.problem(
+                "storage.sse",
+                format!("{other:?} must be \"AES256\" or \"aws:kms\""),
+            );
+            None
+        }
+    };
+    match &kms_key_id {
+        Some(id) if id.is_empty() || http::HeaderValue::from_str(id).is_err() => c.problem(
+            "storage.sse_kms_key_id",
+            "must be a non-empty key id or ARN",
+        ),
+        Some(_) if mode.as_deref() != Some("aws:kms") => c.problem(
+            "storage.sse_kms_key_id",
+            "only used with storage.sse = \"aws:kms\"",
+        ),
+        _ => {}
+    }
+    chosen
 }
 
 /// Bytes S3-compatible services accept in bucket names (AWS's own rules are stricter; the
 /// service itself has the last word).
-fn bucket_byte(b: u8) -> bool {
+pub(super) fn bucket_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
 }

@@ -1,0 +1,429 @@
+//! Abuse controls (SPEC §8): per-user and per-IP rate limits and the per-user cap on concurrent
+//! downloads, shared across instances through Redis, with an in-process fallback.
+//!
+//! ```text
+//! request_filter ── check_ip (local, before the token is even looked at: floods of bad
+//!                   tokens are refused at no Redis cost)
+//! read/upload    ── after authn: check_request / check_download
+//!                     Redis configured: ONE script = user GCRA + IP GCRA (+ lease for a download)
+//!                     Redis failing: on_redis_error = local | allow | deny (503)
+//! streaming      ── SlotGuard in ctx renews the lease; released when the response ends,
+//!                   on drop whatever the reason (done, client gone, error, timeout)
+//! ```
+//! What this module does not do: export metrics (it keeps counters; `metrics.rs` reads them).
+
+pub mod gcra;
+pub mod headers;
+pub mod local;
+pub mod redis;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::{LimitsConfig, OnRedisError};
+use crate::error::GatewayError;
+use crate::io_runtime;
+use gcra::Quota;
+use local::{Slots, Window};
+use redis::{CheckArgs, RedisLimiter, Verdict};
+
+/// Which limit refused a request (the `scope` label of `rate_limited_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Ip,
+    Concurrency,
+}
+
+impl Scope {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Ip => "ip",
+            Scope::Concurrency => "concurrency",
+        }
+    }
+
+    /// The access-log outcome of a refusal.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Scope::User => "rate_limited_user",
+            Scope::Ip => "rate_limited_ip",
+            Scope::Concurrency => "rate_limited_concurrency",
+        }
+    }
+
+    const ALL: [Scope; 3] = [Scope::User, Scope::Ip, Scope::Concurrency];
+}
+
+/// A refusal, with what the `429` headers tell the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub scope: Scope,
+    /// `Retry-After` (whole seconds, at least 1).
+    pub retry_after_s: u64,
+    /// `RateLimit-Limit`: the quota of the refusing limit.
+    pub limit: u64,
+    /// `RateLimit-Reset`: seconds until that quota is whole again.
+    pub reset_s: u64,
+}
+
+/// Counters for the metrics module.
+#[derive(Debug, Default)]
+pub struct LimiterStats {
+    fallbacks: AtomicU64,
+    limited: [AtomicU64; 3],
+}
+
+impl LimiterStats {
+    /// Requests decided without Redis because Redis failed or was being skipped.
+    pub fn redis_fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused by `scope`.
+    pub fn limited(&self, scope: Scope) -> u64 {
+        self.limited[scope as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every scope with its count, for exporting.
+    pub fn limited_by_scope(&self) -> [(Scope, u64); 3] {
+        Scope::ALL.map(|s| (s, self.limited(s)))
+    }
+}
+
+/// The limiter a gateway instance uses; cheap to share.
+pub struct Limiter {
+    user: Quota,
+    ip: Quota,
+    user_per_minute: u64,
+    ip_per_minute: u64,
+    max_slots: u32,
+    on_error: OnRedisError,
+    redis: Option<Arc<RedisLimiter>>,
+    local_user: Window,
+    local_ip: Window,
+    slots: Slots,
+    stats: LimiterStats,
+}
+
+impl Limiter {
+    /// Build from config. With Redis, the connection is made in the background on the I/O
+    /// runtime: until it is up, requests take the `on_redis_error` path.
+    pub fn new(cfg: &LimitsConfig) -> anyhow::Result<Limiter> {
+        let user = Quota::per_minute(cfg.user_per_minute, cfg.burst);
+        let ip = Quota::per_minute(cfg.ip_per_minute, cfg.burst);
+        let redis = match &cfg.redis_url {
+            Some(url) => {
+                let redis = RedisLimiter::new(url.expose(), cfg.redis_timeout, cfg.lease_ttl)
+                    .map_err(|e| anyhow::anyhow!("limits.redis_url: {:?}", e.kind()))?;
+                let redis = Arc::new(redis);
+                io_runtime::runtime().spawn(redis.clone().connect_forever());
+                Some(redis)
+            }
+            None => None,
+        };
+        Ok(Limiter {
+            user,
+            ip,
+            user_per_minute: cfg.user_per_minute.into(),
+            ip_per_minute: cfg.ip_per_minute.into(),
+            max_slots: cfg.max_concurrent_per_user,
+            on_error: cfg.on_redis_error,
+            redis,
+            local_user: Window::new(user),
+            local_ip: Window::new(ip),
+            slots: Slots::new(),
+            stats: LimiterStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &LimiterStats {
+        &self.stats
+    }
+
+    /// The cheap per-IP check made before the token is verified: in-process, no Redis.
+    /// It never refuses a client the shared limit would admit (it sees a subset of the
+    /// requests under the same quota); it stops floods (of bad tokens, say) at no cost.
+    pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), GatewayError> {
+        let Some(ip) = ip else { return Ok(()) };
+        self.local_ip
+            .check(&ip_key(ip))
+            .map_err(|deny| self.refuse(Scope::Ip, deny.retry_after_ms, self.ip.tolerance_ms()))
+    }
+
+    /// Count one authenticated request (upload, delete, `HEAD`...) against the user's and
+    /// the IP's quotas. Call it right after authentication.
+    pub async fn check_request(&self, user: &str, ip: Option<IpAddr>) -> Result<(), GatewayError> {
+        self.check(user, ip, false).await.map(drop)
+    }
+
+    /// Like [`Limiter::check_request`], and take one of the user's download slots. Keep the
+    /// guard for as long as the response streams.
+    pub async fn check_download(
+        &self,
+        user: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<SlotGuard, GatewayError> {
+        self.check(user, ip, true).await
+    }
+
+    /// Whether the shared store answers (`None` when there is none).
+    pub async fn redis_ready(&self) -> Option<bool> {
+        let redis = self.redis.clone()?;
+        Some(matches!(
+            io_runtime::run(async move { redis.ping().await }).await,
+            Ok(Ok(()))
+        ))
+    }
+
+    /// Whether a Redis outage makes the gateway refuse requests (then it is not ready).
+    pub fn needs_redis(&self) -> bool {
+        self.redis.is_some() && self.on_error == OnRedisError::Deny
+    }
+
+    async fn check(
+        &self,
+        user: &str,
+        ip: Option<IpAddr>,
+        slot: bool,
+    ) -> Result<SlotGuard, GatewayError> {
+        if let Some(redis) = &self.redis {
+            match self.check_redis(redis, user, ip, slot).await {
+                Ok(decided) => return decided,
+                Err(trouble) => {
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %trouble, "rate limiter: redis unavailable");
+                    match self.on_error {
+                        OnRedisError::Allow => return Ok(SlotGuard::none()),
+                        OnRedisError::Deny => {
+                            return Err(GatewayError::ServiceUnavailable("rate_limiter_down"))
+                        }
+                        OnRedisError::Local => {}
+                    }
+                }
+            }
+        }
+        // In-process. The IP was already counted by `check_ip` before authentication.
+        if let Err(deny) = self.local_user.check(user) {
+            return Err(self.refuse(Scope::User, deny.retry_after_ms, self.user.tolerance_ms()));
+        }
+        if !slot {
+            return Ok(SlotGuard::none());
+        }
+        match self.slots.take(user, self.max_slots) {
+            Some(guard) => Ok(SlotGuard {
+                held: Some(Held::Local { _guard: guard }),
+            }),
+            None => Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+        }
+    }
+
+    /// `Ok(decision)` when Redis answered; `Err` when it did not.
+    async fn check_redis(
+        &self,
+        redis: &Arc<RedisLimiter>,
+        user: &str,
+        ip: Option<IpAddr>,
+        slot: bool,
+    ) -> Result<Result<SlotGuard, GatewayError>, redis::RedisTrouble> {
+        let user_key = format!("agw:rl:u:{user}");
+        let slot_key = format!("agw:cc:{user}");
+        // No IP (a Unix socket peer): a key of its own, shared by all such requests.
+        let ip_key = format!("agw:rl:ip:{}", ip.map_or_else(|| "-".to_string(), ip_key));
+        let lease_id = if slot {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            String::new()
+        };
+        let (user_q, ip_q, max_slots) = (self.user, self.ip, if slot { self.max_slots } else { 0 });
+        let (r, sk, lid) = (redis.clone(), slot_key.clone(), lease_id.clone());
+        let verdict = io_runtime::run(async move {
+            r.check(&CheckArgs {
+                user_key: &user_key,
+                ip_key: &ip_key,
+                slot_key: &sk,
+                user: user_q,
+                ip: ip_q,
+                max_slots,
+                lease_id: &lid,
+            })
+            .await
+        })
+        .await
+        .map_err(|_| redis::RedisTrouble::BadReply)??;
+        Ok(match verdict {
+            Verdict::Allow { .. } if slot => {
+                Ok(SlotGuard::leased(redis.clone(), slot_key, lease_id))
+            }
+            Verdict::Allow { .. } => Ok(SlotGuard::none()),
+            Verdict::Deny {
+                scope,
+                retry_after_ms,
+                reset_ms,
+            } => Err(self.refuse(scope, retry_after_ms, reset_ms)),
+        })
+    }
+
+    fn refuse(&self, scope: Scope, retry_after_ms: u64, reset_ms: u64) -> GatewayError {
+        self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
+        let limit = match scope {
+            Scope::User => self.user_per_minute,
+            Scope::Ip => self.ip_per_minute,
+            Scope::Concurrency => self.max_slots.into(),
+        };
+        GatewayError::RateLimited(Limited {
+            scope,
+            retry_after_s: gcra::whole_seconds(retry_after_ms),
+            limit,
+            reset_s: gcra::whole_seconds(reset_ms.max(retry_after_ms)),
+        })
+    }
+}
+
+/// The key an address is limited under: IPv4 as is; IPv6 by its /64, since one subscriber
+/// usually holds a whole /64 and could otherwise rotate addresses at will.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
+/// A download slot held for as long as the response streams. Released when it is dropped
+/// (Drop cannot await: the Redis release is spawned on the I/O runtime): whatever ends the
+/// response (done, client gone, error, timeout, shutdown) drops the request's ctx. A Redis
+/// lease is renewed in the background while held, and expires if this process dies.
+pub struct SlotGuard {
+    held: Option<Held>,
+}
+
+enum Held {
+    /// Held only for its Drop, which gives the in-process slot back.
+    Local {
+        _guard: pingora_limits::inflight::Guard,
+    },
+    Redis {
+        redis: Arc<RedisLimiter>,
+        key: String,
+        lease: String,
+        renewal: tokio::task::AbortHandle,
+    },
+}
+
+impl SlotGuard {
+    /// No slot (not a download, or limits not enforced).
+    pub fn none() -> SlotGuard {
+        SlotGuard { held: None }
+    }
+
+    fn leased(redis: Arc<RedisLimiter>, key: String, lease: String) -> SlotGuard {
+        let every = redis.lease_ttl() / 3;
+        let (r, k, l) = (redis.clone(), key.clone(), lease.clone());
+        let renewal = io_runtime::runtime()
+            .spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = r.renew(&k, &l).await {
+                        tracing::debug!(error = %e, "lease renewal failed");
+                    }
+                }
+            })
+            .abort_handle();
+        SlotGuard {
+            held: Some(Held::Redis {
+                redis,
+                key,
+                lease,
+                renewal,
+            }),
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(Held::Redis {
+            redis,
+            key,
+            lease,
+            renewal,
+        }) = self.held.take()
+        {
+            renewal.abort();
+            io_runtime::runtime().spawn(async move {
+                if let Err(e) = redis.release(&key, &lease).await {
+                    // The lease expires on its own after `limits.lease_ttl_s`.
+                    tracing::debug!(error = %e, "slot release failed");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), "2001:db8:1:2::/64");
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(ip_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(ip_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
+
+    fn config(burst: u32, max: u32) -> LimitsConfig {
+        LimitsConfig {
+            redis_url: None,
+            user_per_minute: 60,
+            ip_per_minute: 60,
+            burst,
+            max_concurrent_per_user: max,
+            on_redis_error: OnRedisError::Local,
+            redis_timeout: std::time::Duration::from_millis(50),
+            lease_ttl: std::time::Duration::from_secs(30),
+            write_idle_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test]
+    async fn in_process_limits_refuse_with_a_scope() {
+        let limiter = Limiter::new(&config(2, 1)).unwrap();
+        let ip = Some("192.0.2.1".parse().unwrap());
+        assert!(limiter.check_ip(ip).is_ok());
+        assert!(limiter.check_ip(ip).is_ok());
+        match limiter.check_ip(ip) {
+            Err(GatewayError::RateLimited(l)) => {
+                assert_eq!(l.scope, Scope::Ip);
+                assert!(l.retry_after_s >= 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let slot = limiter.check_download("u", ip).await.unwrap();
+        match limiter.check_download("u", ip).await {
+            Err(GatewayError::RateLimited(l)) => assert_eq!(l.scope, Scope::Concurrency),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        drop(slot);
+        assert!(matches!(
+            limiter.check_request("u", ip).await,
+            Err(GatewayError::RateLimited(Limited {
+                scope: Scope::User,
+                ..
+            }))
+        ));
+        assert_eq!(limiter.stats().limited(Scope::Ip), 1);
+        assert_eq!(limiter.stats().limited(Scope::Concurrency), 1);
+        assert_eq!(limiter.stats().limited(Scope::User), 1);
+    }
+}

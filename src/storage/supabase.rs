@@ -1,0 +1,621 @@
+//! `supabase` provider: Supabase Storage's own REST API (`<url>/storage/v1/...`) with the
+//! project's service key, sent as `Authorization: Bearer` and `apikey` on every call. Bodies
+//! stream both ways; every wait is bounded by the configured timeouts, as for `s3`.
+//!
+//! Routes used (Supabase Storage API): `GET|POST /object/{bucket}/{path}` (read with `Range`,
+//! upload with `x-upsert`), `POST /object/copy`, `POST /object/move`, `DELETE /object/{bucket}`
+//! (`{"prefixes": [...]}`), `POST /object/list/{bucket}` (one folder level per call),
+//! `POST /object/sign/{bucket}/{path}` (signed read URL) and `GET /bucket/{bucket}` (ping).
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::s3::{content_range_starts_at, http_client, transport, with_chunk_timeout, Progress};
+use super::sign::{encode_key_path, encode_query_value};
+use super::{
+    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
+};
+use crate::authz::Permit;
+use crate::config::{Secret, SupabaseConfig};
+use crate::http::range::ByteRange;
+
+/// Entries asked for per list call.
+const LIST_PAGE: u64 = 1000;
+/// Folders walked at most by one `list` (a bound against a misbehaving server, far above
+/// what the gateway's key layout produces per prefix).
+const LIST_MAX_CALLS: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct SupabaseStorage {
+    client: reqwest::Client,
+    /// `<url>/storage/v1`, without a trailing slash.
+    api: String,
+    bucket: String,
+    service_key: Secret,
+    read_timeout: Duration,
+}
+
+impl SupabaseStorage {
+    pub fn new(
+        cfg: &SupabaseConfig,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Self, StorageError> {
+        let base = cfg.url.as_str().trim_end_matches('/');
+        Ok(SupabaseStorage {
+            client: http_client(cfg.ca_file.as_deref(), connect_timeout)?,
+            api: format!("{base}/storage/v1"),
+            bucket: cfg.bucket.clone(),
+            service_key: cfg.service_key.clone(),
+            read_timeout,
+        })
+    }
+
+    fn bucket_path(&self) -> String {
+        encode_key_path(&self.bucket)
+    }
+
+    fn object_url(&self, route: &str, key: &StorageKey) -> String {
+        format!(
+            "{}/object/{route}{}/{}",
+            self.api,
+            self.bucket_path(),
+            encode_key_path(key.as_str())
+        )
+    }
+
+    /// A request carrying the service key, and nothing of any client's.
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .header("apikey", self.service_key.expose())
+            .bearer_auth(self.service_key.expose())
+    }
+
+    /// Send; bounded by the read timeout until the response headers arrive.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, StorageError> {
+        match tokio::time::timeout(self.read_timeout, req.send()).await {
+            Ok(result) => result.map_err(transport),
+            Err(_) => Err(StorageError::Timeout),
+        }
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        url: &str,
+        body: serde_json::Value,
+    ) -> Result<reqwest::Response, StorageError> {
+        let req = self
+            .request(method, url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(req).await
+    }
+
+    /// Read a small response body (errors, listings) within the read timeout.
+    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
+        match tokio::time::timeout(self.read_timeout, resp.text()).await {
+            Ok(text) => text.map_err(transport),
+            Err(_) => Err(StorageError::Timeout),
+        }
+    }
+
+    /// `Ok(resp)` when the status is `expected`, else the error the answer describes.
+    async fn expect(
+        &self,
+        resp: reqwest::Response,
+        expected: StatusCode,
+    ) -> Result<reqwest::Response, StorageError> {
+        if resp.status() == expected {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Err(StorageError::Status(status));
+        }
+        let body = self.small_body(resp).await.unwrap_or_default();
+        Err(classify(status, &body))
+    }
+
+    /// Rename `from` to `to` inside the bucket (`POST /object/move`), one call on the service.
+    pub async fn move_object(
+        &self,
+        from: &StorageKey,
+        to: &StorageKey,
+    ) -> Result<(), StorageError> {
+        let url = format!("{}/object/move", self.api);
+        let body = serde_json::json!({
+            "bucketId": self.bucket,
+            "sourceKey": from.as_str(),
+            "destinationKey": to.as_str(),
+        });
+        let resp = self.send_json(Method::POST, &url, body).await?;
+        self.expect(resp, StatusCode::OK).await.map(drop)
+    }
+
+    /// One page of one folder level (`POST /object/list/{bucket}`).
+    async fn list_page(&self, folder: &str, offset: u64) -> Result<Vec<ListEntry>, StorageError> {
+        let url = format!("{}/object/list/{}", self.api, self.bucket_path());
+        let body = serde_json::json!({
+            "prefix": folder,
+            "limit": LIST_PAGE,
+            "offset": offset,
+            "sortBy": { "column": "name", "order": "asc" },
+        });
+        let resp = self.send_json(Method::POST, &url, body).await?;
+        let resp = self.expect(resp, StatusCode::OK).await?;
+        let text = self.small_body(resp).await?;
+        serde_json::from_str(&text)
+            .map_err(|e| StorageError::Transport(format!("unreadable list answer: {e}")))
+    }
+}
+
+#[async_trait]
+impl Storage for SupabaseStorage {
+    async fn get(
+        &self,
+        permit: &Permit,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, StorageError> {
+        let mut req = self.request(Method::GET, &self.object_url("", permit.key()));
+        if let Some(r) = range {
+            req = req.header("range", format!("bytes={}-{}", r.start, r.end));
+        }
+        let resp = self.send(req).await?;
+        let expected = match range {
+            Some(_) => StatusCode::PARTIAL_CONTENT,
+            None => StatusCode::OK,
+        };
+        let resp = self.expect(resp, expected).await?;
+        let length = resp.content_length().ok_or_else(|| {
+            StorageError::Transport("storage answered without a Content-Length".into())
+        })?;
+        if let Some(r) = range {
+            if length != r.len() || !content_range_starts_at(&resp, r.start) {
+                return Err(StorageError::Transport(
+                    "storage answered a different range than asked".into(),
+                ));
+            }
+        }
+        let stream = with_chunk_timeout(resp.bytes_stream(), self.read_timeout);
+        Ok(ObjectBody {
+            content_length: length,
+            stream: exact_length(stream, length),
+        })
+    }
+
+    async fn put(
+        &self,
+        key: &StorageKey,
+        content_type: &str,
+        content_length: u64,
+        body: ByteStream,
+    ) -> Result<(), StorageError> {
+        // The object's type is the upload's `Content-Type`; `x-upsert` overwrites, as S3 does.
+        let progress = Progress::new();
+        let touched = progress.clone();
+        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let req = self
+            .request(Method::POST, &self.object_url("", key))
+            .header("content-type", content_type)
+            .header("content-length", content_length.to_string())
+            .header("x-upsert", "true")
+            .body(reqwest::Body::wrap_stream(body));
+        let resp = progress
+            .bound(req.send(), self.read_timeout)
+            .await?
+            .map_err(transport)?;
+        self.expect(resp, StatusCode::OK).await.map(drop)
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StorageError> {
+        // The bulk route answers 200 with what it removed (nothing for a missing key), where
+        // the single-object one would answer "not found".
+        let url = format!("{}/object/{}", self.api, self.bucket_path());
+        let body = serde_json::json!({ "prefixes": [key.as_str()] });
+        let resp = self.send_json(Method::DELETE, &url, body).await?;
+        self.expect(resp, StatusCode::OK).await.map(drop)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let url = format!("{}/bucket/{}", self.api, self.bucket_path());
+        let resp = self.send(self.request(Method::GET, &url)).await?;
+        self.expect(resp, StatusCode::OK).await.map(drop)
+    }
+
+    async fn signed_read_url(
+        &self,
+        permit: &Permit,
+        ttl: Duration,
+        _response_content_type: Option<&str>,
+        response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        // Supabase serves the type stored at upload (the uploader's validated type); it has no
+        // content-type override. `download=<name>` makes it answer `attachment`.
+        let url = self.object_url("sign/", permit.key());
+        let body = serde_json::json!({ "expiresIn": ttl.as_secs().max(1) });
+        let resp = self.send_json(Method::POST, &url, body).await?;
+        let resp = self.expect(resp, StatusCode::OK).await?;
+        let text = self.small_body(resp).await?;
+        let signed: SignAnswer = serde_json::from_str(&text)
+            .map_err(|e| StorageError::Transport(format!("unreadable sign answer: {e}")))?;
+        signed_url(&self.api, &signed.signed_url, response_content_disposition)
+    }
+
+    async fn copy(&self, from: &StorageKey, to: &StorageKey) -> Result<(), StorageError> {
+        let url = format!("{}/object/copy", self.api);
+        let body = serde_json::json!({
+            "bucketId": self.bucket,
+            "sourceKey": from.as_str(),
+            "destinationKey": to.as_str(),
+        });
+        // A retried commit copies onto its own earlier copy: overwrite, as S3 does.
+        let req = self
+            .request(Method::POST, &url)
+            .header("content-type", "application/json")
+            .header("x-upsert", "true")
+            .body(body.to_string());
+        let resp = self.send(req).await?;
+        self.expect(resp, StatusCode::OK).await.map(drop)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        // The API lists one folder level; walk down the folders the prefix can reach.
+        let start = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let mut folders = vec![start.to_string()];
+        let mut found = Vec::new();
+        let mut calls = 0;
+        while let Some(folder) = folders.pop() {
+            let mut offset = 0;
+            loop {
+                calls += 1;
+                if calls > LIST_MAX_CALLS {
+                    return Err(StorageError::Transport("list did not end".into()));
+                }
+                let page = self.list_page(&folder, offset).await?;
+                let count = page.len() as u64;
+                for entry in page {
+                    let path = if folder.is_empty() {
+                        entry.name.clone()
+                    } else {
+                        format!("{folder}/{}", entry.name)
+                    };
+                    match walk(prefix, &path, &entry) {
+                        Walk::Skip => {}
+                        Walk::Descend => folders.push(path),
+                        Walk::Object => {
+                            let Ok(key) = StorageKey::parse(&path) else {
+                                continue;
+                            };
+                            found.push(ListedObject {
+                                key,
+                                size: entry.size(),
+                                modified: entry.modified(),
+                            });
+                        }
+                    }
+                }
+                if count < LIST_PAGE {
+                    break;
+                }
+                offset += count;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// One entry of a list answer: an object, or a folder (no `id`).
+#[derive(Debug, Deserialize)]
+struct ListEntry {
+    name: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(default)]
+    metadata: Option<ListMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListMetadata {
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default, rename = "lastModified")]
+    last_modified: Option<String>,
+}
+
+impl ListEntry {
+    fn size(&self) -> u64 {
+        self.metadata.as_ref().and_then(|m| m.size).unwrap_or(0)
+    }
+
+    fn modified(&self) -> SystemTime {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.last_modified.as_deref())
+            .or(self.updated_at.as_deref())
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+            .map_or(SystemTime::UNIX_EPOCH, SystemTime::from)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Walk {
+    Skip,
+    Descend,
+    Object,
+}
+
+/// What to do with the entry at `path` when listing everything under `prefix`. Pure.
+fn walk(prefix: &str, path: &str, entry: &ListEntry) -> Walk {
+    if entry.id.is_none() {
+        let dir = format!("{path}/");
+        if dir.starts_with(prefix) || prefix.starts_with(&dir) {
+            return Walk::Descend;
+        }
+        return Walk::Skip;
+    }
+    if path.starts_with(prefix) {
+        Walk::Object
+    } else {
+        Walk::Skip
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SignAnswer {
+    #[serde(rename = "signedURL", alias = "signedUrl")]
+    signed_url: String,
+}
+
+/// What `encodeURI` leaves alone (ECMA-262 §19.2.6.5): the answer's path is raw, and Supabase's
+/// own client encodes it this way.
+const ENCODE_URI: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b';')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b'?')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'&')
+    .remove(b'=')
+    .remove(b'+')
+    .remove(b'$')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'#');
+
+/// The absolute signed URL from the answer's relative `signedURL`. Only a path under
+/// `/object/sign/` of our own API is accepted: the browser is never sent anywhere else.
+fn signed_url(
+    api: &str,
+    relative: &str,
+    disposition: Option<&str>,
+) -> Result<String, StorageError> {
+    if !relative.starts_with("/object/sign/") || !relative.contains("?token=") {
+        return Err(StorageError::Transport(
+            "storage answered an unexpected signed URL".into(),
+        ));
+    }
+    let mut url = format!("{api}{}", utf8_percent_encode(relative, ENCODE_URI));
+    if let Some(name) = download_name(disposition) {
+        url.push_str("&download=");
+        url.push_str(&encode_query_value(&name));
+    }
+    Ok(url)
+}
+
+/// The `download` value that makes Supabase answer like `disposition`: `None` for inline, the
+/// file name (from `filename*`, RFC 6266 §4.3, else `filename`) for an attachment.
+fn download_name(disposition: Option<&str>) -> Option<String> {
+    let disposition = disposition?;
+    let mut parts = disposition.split(';').map(str::trim);
+    if !parts.next()?.eq_ignore_ascii_case("attachment") {
+        return None;
+    }
+    let params: Vec<(String, &str)> = parts
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim()))
+        .collect();
+    let extended = params
+        .iter()
+        .find(|(k, _)| k == "filename*")
+        .and_then(|(_, v)| {
+            let encoded = v
+                .strip_prefix("UTF-8''")
+                .or_else(|| v.strip_prefix("utf-8''"))?;
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        });
+    let plain = || {
+        params
+            .iter()
+            .find(|(k, _)| k == "filename")
+            .map(|(_, v)| v.trim_matches('"').to_string())
+    };
+    Some(extended.or_else(plain).unwrap_or_default())
+}
+
+/// The error an answer describes. A missing object is `404`, or `400` with a "not found" body
+/// in older versions of the API (`{"statusCode":"404","error":"not_found",...}`).
+fn classify(status: u16, body: &str) -> StorageError {
+    if status == 404 {
+        return StorageError::NotFound;
+    }
+    if status == 400 {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default, rename = "statusCode")]
+            status_code: Option<serde_json::Value>,
+            #[serde(default)]
+            error: Option<String>,
+            #[serde(default)]
+            code: Option<String>,
+        }
+        if let Ok(answer) = serde_json::from_str::<Answer>(body) {
+            let says_404 = match &answer.status_code {
+                Some(serde_json::Value::String(s)) => s == "404",
+                Some(serde_json::Value::Number(n)) => n.as_u64() == Some(404),
+                _ => false,
+            };
+            let not_found = answer.error.as_deref() == Some("not_found")
+                || answer.code.as_deref() == Some("NoSuchKey");
+            if says_404 || not_found {
+                return StorageError::NotFound;
+            }
+        }
+    }
+    StorageError::Status(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_objects_in_every_version_of_the_api() {
+        let cases = [
+            (404, "", true),
+            (
+                404,
+                r#"{"statusCode":"404","code":"NoSuchKey","error":"not_found","message":"Object not found"}"#,
+                true,
+            ),
+            (
+                400,
+                r#"{"statusCode":"404","error":"not_found","message":"Object not found"}"#,
+                true,
+            ),
+            (400, r#"{"statusCode":404,"error":"x"}"#, true),
+            (400, r#"{"code":"NoSuchKey","message":"x"}"#, true),
+            (
+                400,
+                r#"{"statusCode":"400","error":"InvalidKey","message":"Invalid key"}"#,
+                false,
+            ),
+            (
+                400,
+                r#"{"statusCode":"403","error":"Unauthorized","message":"invalid signature"}"#,
+                false,
+            ),
+            (400, "not json", false),
+            (401, r#"{"message":"Invalid API key"}"#, false),
+            (500, "", false),
+        ];
+        for (status, body, missing) in cases {
+            let got = classify(status, body);
+            match (missing, &got) {
+                (true, StorageError::NotFound) => {}
+                (false, StorageError::Status(s)) if *s == status => {}
+                _ => panic!("{status} {body}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn download_names() {
+        assert_eq!(download_name(None), None);
+        assert_eq!(download_name(Some("inline; filename=\"a.png\"")), None);
+        assert_eq!(
+            download_name(Some(
+                "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20a.pdf"
+            )),
+            Some("résumé a.pdf".into())
+        );
+        assert_eq!(
+            download_name(Some("attachment; filename=\"plain.txt\"")),
+            Some("plain.txt".into())
+        );
+        assert_eq!(download_name(Some("attachment")), Some(String::new()));
+    }
+
+    #[test]
+    fn signed_urls_stay_on_our_api() {
+        let api = "https://p.supabase.co/storage/v1";
+        let url = signed_url(
+            api,
+            "/object/sign/files/support-chat/a b+ф?token=ey.J.x",
+            Some("attachment; filename*=UTF-8''x%20y.bin"),
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "https://p.supabase.co/storage/v1/object/sign/files/support-chat/a%20b+%D1%84\
+             ?token=ey.J.x&download=x%20y.bin"
+        );
+        for bad in [
+            "https://evil.example/object/sign/files/a?token=x",
+            "//evil.example/object/sign/files/a?token=x",
+            "/object/public/files/a",
+            "/object/sign/files/a",
+        ] {
+            assert!(signed_url(api, bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listing_walks_only_folders_the_prefix_reaches() {
+        let folder = |name: &str| ListEntry {
+            name: name.into(),
+            id: None,
+            updated_at: None,
+            metadata: None,
+        };
+        let object = |name: &str| ListEntry {
+            name: name.into(),
+            id: Some("x".into()),
+            updated_at: None,
+            metadata: None,
+        };
+        let p = "support-chat/dialogs/d1/";
+        assert_eq!(
+            walk(p, "support-chat", &folder("support-chat")),
+            Walk::Descend
+        );
+        assert_eq!(
+            walk(p, "support-chat/dialogs/d1", &folder("d1")),
+            Walk::Descend
+        );
+        assert_eq!(
+            walk(p, "support-chat/dialogs/d10", &folder("d10")),
+            Walk::Skip
+        );
+        assert_eq!(
+            walk(p, "support-chat/staged", &folder("staged")),
+            Walk::Skip
+        );
+        assert_eq!(
+            walk(p, "support-chat/dialogs/d1/a", &object("a")),
+            Walk::Object
+        );
+        assert_eq!(
+            walk(p, "support-chat/dialogs/d1", &object("d1")),
+            Walk::Skip
+        );
+        let open = "support-chat/dialogs/d";
+        assert_eq!(
+            walk(open, "support-chat/dialogs/d10", &folder("d10")),
+            Walk::Descend
+        );
+        assert_eq!(
+            walk(open, "support-chat/dialogs/x", &folder("x")),
+            Walk::Skip
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Staging an upload (SPEC §3 "Upload") and discarding one, called from the public listener's
+//! `request_filter`: authenticate -> limits -> head checks (`policy`) -> `100 Continue` ->
+//! leading bytes (`sniff`) -> stream the body to storage -> insert the `UPLOADED` row.
+//!
+//! The body is never held whole: chunks cross a small bounded channel from the connection's
+//! task to a writer task on the I/O runtime, so a slow store slows the client down (TCP
+//! backpressure) instead of filling memory. The writer owns the outcome: an object is kept only
+//! if its row was inserted, so a cut, overlong or refused body leaves neither.
+
+pub mod json;
+pub mod policy;
+pub mod sniff;
+
+use bytes::Bytes;
+use chrono::Utc;
+use pingora::proxy::Session;
+use tokio::sync::mpsc;
+
+use crate::authn::Principal;
+use crate::catalog::{AttachmentRow, AttachmentStatus, Catalog, NewAttachment};
+use crate::error::GatewayError;
+use crate::io_runtime;
+use crate::proxy::{read, Gateway, RequestCtx};
+use crate::storage::{ByteStream, Storage, StorageError, StorageKey};
+use policy::{Accepted, UploadHead};
+use std::sync::Arc;
+
+/// Chunks in flight between the connection and the storage writer. Pingora hands over reads
+/// of at most a few tens of KiB, so an upload buffers well under a MiB whatever its size.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// What the gateway answers on success: a status and an optional JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Option<serde_json::Value>,
+    /// `Location` of a created resource (RFC 9110 §15.3.2).
+    pub location: Option<String>,
+}
+
+/// `POST /api/support-chat/attachments?filename=...`: stage one file.
+pub async fn stage(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Answer, GatewayError> {
+    let principal = read::authenticate(gw, session)?;
+    gw.limiter
+        .check_request(&principal.user_id, ctx.client_ip)
+        .await?;
+    let accepted = check_head(gw, session)?;
+    // RFC 9110 §10.1.1: only now, with every check on the head passed, invite the body; a
+    // refused client gets the final status instead and never sends it.
+    if expects_continue(session) {
+        session
+            .write_continue_response()
+            .await
+            .map_err(|_| GatewayError::BadRequest("client_gone"))?;
+    }
+    let (leading, ended) = read_leading(session, accepted.length).await?;
+    let sniffed = leading.iter().flatten().take(sniff::SNIFF_BYTES);
+    let sniffed: Vec<u8> = sniffed.copied().collect();
+    if !sniff::matches_declared(&accepted.mime_type, &sniffed) {
+        return Err(GatewayError::UnsupportedMediaType("signature_mismatch"));
+    }
+
+    let row = new_row(&principal, &accepted);
+    ctx.attachment_id = Some(row.id.clone());
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let writer = io_runtime::runtime().spawn(store(
+        gw.storage.clone(),
+        gw.catalog.clone(),
+        row.clone(),
+        rx,
+    ));
+    let pumped = pump(session, tx, leading, ended, accepted.length).await;
+    let stored = writer
+        .await
+        .map_err(|e| GatewayError::Internal(format!("upload writer: {e}")))?;
+    // A client fault explains a storage error that follows it; report the client's.
+    pumped?;
+    stored?;
+    crate::metrics::upload_finished(row.size_bytes);
+    tracing::info!(request_id = %ctx.request_id, attachment_id = %row.id, bytes = row.size_bytes, "upload staged");
+    let row = staged_row(row);
+    Ok(Answer {
+        status: 201,
+        location: Some(json::read_path(&row)),
+        body: Some(json::staged(&row)),
+    })
+}
+
+/// `DELETE /api/support-chat/attachments/staged/{id}`: only the uploader may discard; anyone
+/// else gets the same `404` as a miss.
+pub async fn discard(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    attachment_id: &str,
+) -> Result<Answer, GatewayError> {
+    let principal = read::authenticate(gw, session)?;
+    gw.limiter
+        .check_request(&principal.user_id, ctx.client_ip)
+        .await?;
+    let (catalog, storage) = (gw.catalog.clone(), gw.storage.clone());
+    let (id, user) = (attachment_id.to_owned(), principal.user_id);
+    io_runtime::run(async move {
+        let path = catalog
+            .delete_staged(&id, &user)
+            .await?
+            .ok_or(GatewayError::NotFound("missing_or_denied"))?;
+        // The row goes first: should the object survive (storage down, crash), it is an
+        // orphan under the staged prefix, which cleanup removes once it is older than the TTL.
+        match StorageKey::parse(&path) {
+            Ok(key) => {
+                if let Err(e) = storage.delete(&key).await {
+                    crate::metrics::storage_error(&e);
+                    tracing::warn!(attachment_id = %id, error = %e, "discarded object left for cleanup");
+                }
+            }
+            Err(e) => tracing::error!(attachment_id = %id, error = %e, "discarded row had a bad storagePath"),
+        }
+        Ok::<_, GatewayError>(())
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(e.to_string()))??;
+    ctx.outcome = "discarded";
+    Ok(Answer {
+        status: 204,
+        body: None,
+        location: None,
+    })
+}
+
+fn check_head(gw: &Gateway, session: &Session) -> Result<Accepted, GatewayError> {
+    let req = session.req_header();
+    let text = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let lengths: Vec<&str> = req
+        .headers
+        .get_all("content-length")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("invalid"))
+        .collect();
+    let head = UploadHead {
+        content_length: &lengths,
+        transfer_encoding: req.headers.contains_key("transfer-encoding"),
+        content_encoding: text("content-encoding"),
+        content_type: text("content-type"),
+        query: req.uri.query(),
+    };
+    policy::check(&head, &gw.config.upload)
+}
+
+fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get("expect")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
+/// Read until `SNIFF_BYTES` (or the whole, shorter body) are in: the chunks, and whether the
+/// body already ended.
+async fn read_leading(
+    session: &mut Session,
+    length: u64,
+) -> Result<(Vec<Bytes>, bool), GatewayError> {
+    let want = length.min(sniff::SNIFF_BYTES as u64);
+    let mut chunks = Vec::new();
+    let mut received: u64 = 0;
+    while received < want {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                received += chunk.len() as u64;
+                chunks.push(chunk);
+            }
+            Ok(None) => return Ok((chunks, true)),
+            Err(e) => {
+                tracing::info!(error = %e, "upload body failed before the type check");
+                return Err(GatewayError::BadRequest("incomplete_body"));
+            }
+        }
+    }
+    if received > length {
+        return Err(GatewayError::BadRequest("body_longer_than_length"));
+    }
+    // With `Content-Length` framing the body is complete once that many bytes are in.
+    Ok((chunks, received == length))
+}
+
+/// Move the body into the writer's channel. Any client fault is also sent down the channel,
+/// so the writer fails (and cleans up) rather than storing a cut body.
+async fn pump(
+    session: &mut Session,
+    tx: mpsc::Sender<Result<Bytes, StorageError>>,
+    leading: Vec<Bytes>,
+    ended: bool,
+    length: u64,
+) -> Result<(), GatewayError> {
+    let mut received: u64 = 0;
+    for chunk in leading {
+        received += chunk.len() as u64;
+        if tx.send(Ok(chunk)).await.is_err() {
+            return Ok(()); // the writer stopped: its error is the answer
+        }
+    }
+    let fault = |why: &'static str| {
+        (
+            GatewayError::BadRequest(why),
+            StorageError::Transport(format!("client body: {why}")),
+        )
+    };
+    let outcome = if ended {
+        None
+    } else {
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > length {
+                        break Some(fault("body_longer_than_length"));
+                    }
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => {
+                    tracing::info!(error = %e, "upload body failed mid-way");
+                    break Some(fault("incomplete_body"));
+                }
+            }
+        }
+    };
+    let outcome = match outcome {
+        None if received < length => Some(fault("incomplete_body")),
+        other => other,
+    };
+    match outcome {
+        Some((answer, to_writer)) => {
+            let _ = tx.send(Err(to_writer)).await;
+            Err(answer)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The writer: stream to storage, then insert the row. Runs on the I/O runtime to the end even
+/// if the request is gone, so that a stored object without a row is always removed.
+async fn store(
+    storage: Arc<dyn Storage>,
+    catalog: Arc<dyn Catalog>,
+    row: NewAttachment,
+    rx: mpsc::Receiver<Result<Bytes, StorageError>>,
+) -> Result<(), GatewayError> {
+    let key = StorageKey::staged(&row.created_by_user_id, &row.id);
+    let put = storage
+        .put(&key, &row.mime_type, row.size_bytes, receiver_stream(rx))
+        .await;
+    let result = match put {
+        Ok(()) => catalog
+            .insert_staged(&row)
+            .await
+            .map_err(GatewayError::from),
+        Err(e) => {
+            crate::metrics::storage_error(&e);
+            Err(GatewayError::from(e))
+        }
+    };
+    if let Err(err) = &result {
+        tracing::warn!(attachment_id = %row.id, error = %err, "upload not stored");
+        if let Err(e) = storage.delete(&key).await {
+            // Left under the staged prefix with no row: cleanup's orphan sweep removes it.
+            tracing::warn!(attachment_id = %row.id, error = %e, "partial upload left for cleanup");
+        }
+    }
+    result
+}
+
+fn receiver_stream(rx: mpsc::Receiver<Result<Bytes, StorageError>>) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// A fresh id (`[0-9a-f]{32}`, a valid path id) and the row to insert once stored.
+fn new_row(who: &Principal, accepted: &Accepted) -> NewAttachment {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    NewAttachment {
+        storage_path: StorageKey::staged(&who.user_id, &id).as_str().to_owned(),
+        id,
+        dialog_id: None,
+        message_id: None,
+        mime_type: accepted.mime_type.clone(),
+        size_bytes: accepted.length,
+        original_name: accepted.original_name.clone(),
+        created_by_user_id: who.user_id.clone(),
+        status: AttachmentStatus::Uploaded,
+        created_at: crate::catalog::query::truncate_to_millis(Utc::now()),
+    }
+}
+
+fn staged_row(row: NewAttachment) -> AttachmentRow {
+    AttachmentRow {
+        id: row.id,
+        dialog_id: None,
+        message_id: None,
+        storage_path: row.storage_path,
+        mime_type: row.mime_type,
+        size_bytes: row.size_bytes,
+        original_name: row.original_name,
+        created_by_user_id: row.created_by_user_id,
+        status: AttachmentStatus::Uploaded,
+        created_at: row.created_at,
+        linked_at: None,
+        dialog_owner_id: None,
+    }
+}
