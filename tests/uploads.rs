@@ -575,20 +575,37 @@ async fn cut_bodies_leave_nothing(env: &Env) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if let Some(root) = &env.fs_root {
-        // Not even a temporary file survives.
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let name = p.file_name().unwrap().to_string_lossy().to_string();
-                    assert!(!name.starts_with('.'), "leftover temp file {p:?}");
-                }
+        // Not even a temporary file survives (its removal may trail the row check a little).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leftovers = temp_files(root);
+            if leftovers.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leftover temp files {leftovers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Hidden (temporary) files anywhere under `root`.
+fn temp_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                found.push(p);
             }
         }
     }
+    found
 }
 
 /// `Expect: 100-continue`: the interim answer only when the head passed every check.

@@ -1,12 +1,15 @@
 //! The public listener's `ProxyHttp` implementation: the table of contents of a request.
 //!
 //! ```text
-//! request_filter ── route::classify(normalized path)
+//! request_filter ── identify (request id, client IP, route::classify on the normalized path)
+//!   ├─ admit: header budget (431); own routes: write-idle timeout, per-IP limit (429)
 //!   ├─ Passthrough ───────────────► upstream_peer (app) ─► upstream_request_filter
-//!   │                                 (X-Forwarded-For/Proto/Host, X-Request-Id) ─► app
-//!   └─ gateway route ─► read::serve
-//!         authn::verify ─► catalog.find_* ─► authz::authorize ─► Permit
-//!         ─► conditional (304) ─► range (206/416) ─► storage.get(permit) ─► stream body
+//!   │                                 (forward: X-Forwarded-For/Proto/Host, X-Request-Id) ─► app
+//!   └─ own route ─► routes::serve
+//!         reads: read::serve
+//!           authn::verify ─► limits (user, download slot) ─► catalog.find_* ─► authz ─► Permit
+//!           ─► conditional (304) ─► range (206/416) ─► offload (302) | storage.get ─► stream
+//!         uploads and discards: upload::stage / upload::discard
 //! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
 //! logging ── one JSON access-log line; download metrics (metrics::download_finished)
 //! ```
@@ -14,9 +17,11 @@
 
 mod client_ip;
 pub mod ctx;
+mod forward;
 mod offload;
 pub(crate) mod read;
 mod respond;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +33,6 @@ use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::authn::Authenticator;
-use crate::authz::Access;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -59,61 +63,15 @@ impl ProxyHttp for Gateway {
 
     /// Classify the request; the gateway's routes are answered here and never reach the app.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        ctx.request_id = ctx::request_id(header_str(req, "x-request-id"));
-        ctx.client_ip = peer_ip(session).map(|peer| {
-            let forwarded: Vec<&str> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            client_ip::client_ip(peer, &forwarded, &self.config.server.trusted_proxies)
-        });
-        ctx.route = route::classify(req.method.as_str(), req.uri.path());
-        if ctx::is_download(&ctx.route) {
-            ctx.in_flight = Some(crate::metrics::InFlight::start());
-        }
+        self.identify(session, ctx);
         if let Err(err) = self.admit(session, ctx) {
             read::answer_error(session, ctx, err).await?;
             return Ok(true);
         }
-        let target = match ctx.route.clone() {
-            Route::Passthrough => return Ok(false),
-            Route::LinkedRead {
-                dialog_id,
-                attachment_id,
-            } => read::ReadTarget {
-                access: Access::Linked,
-                dialog_id: Some(dialog_id),
-                attachment_id,
-            },
-            Route::StagedRead { attachment_id } => read::ReadTarget {
-                access: Access::Staged,
-                dialog_id: None,
-                attachment_id,
-            },
-            Route::Upload => {
-                let answer = crate::upload::stage(self, session, ctx).await;
-                return reply(session, ctx, answer).await;
-            }
-            Route::StagedDelete { attachment_id } => {
-                ctx.attachment_id = Some(attachment_id.clone());
-                let answer = crate::upload::discard(self, session, ctx, &attachment_id).await;
-                return reply(session, ctx, answer).await;
-            }
-            other => {
-                let err = match other {
-                    Route::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed { allow },
-                    Route::BadRequest => GatewayError::BadRequest("malformed_path"),
-                    _ => GatewayError::NotFound("no_route"),
-                };
-                read::answer_error(session, ctx, err).await?;
-                return Ok(true);
-            }
-        };
-        ctx.attachment_id = Some(target.attachment_id.clone());
-        read::serve(self, session, ctx, target).await?;
+        if ctx.route == Route::Passthrough {
+            return Ok(false);
+        }
+        routes::serve(self, session, ctx).await?;
         Ok(true)
     }
 
@@ -123,9 +81,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let app = &self.config.app;
-        let sni = app.sni.clone().unwrap_or_default();
-        Ok(Box::new(HttpPeer::new(self.app_addr, app.tls, sni)))
+        Ok(Box::new(forward::app_peer(&self.config.app, self.app_addr)))
     }
 
     /// The app sees who called and how, as a reverse proxy should tell it.
@@ -136,42 +92,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let peer = peer_ip(session);
-        let trusted =
-            peer.is_some_and(|p| client_ip::is_trusted(p, &self.config.server.trusted_proxies));
-        let mut chain: Vec<String> = Vec::new();
-        if trusted {
-            chain.extend(
-                upstream
-                    .headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .map(str::to_string),
-            );
-        }
-        if let Some(p) = peer {
-            chain.push(p.to_string());
-        }
-        upstream.remove_header("x-forwarded-for");
-        if !chain.is_empty() {
-            upstream.insert_header("x-forwarded-for", chain.join(", "))?;
-        }
-        let proto = match upstream.headers.get("x-forwarded-proto") {
-            Some(p) if trusted => p.to_str().unwrap_or("http").to_string(),
-            _ if self.config.server.tls_cert_file.is_some() => "https".to_string(),
-            _ => "http".to_string(),
-        };
-        upstream.insert_header("x-forwarded-proto", proto)?;
         let host = header_str(session.req_header(), "host")
             // HTTP/2 has no Host header, only :authority (RFC 9113 §8.3.1): keep its port.
             .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
             .map(str::to_string);
-        match host {
-            Some(h) => upstream.insert_header("x-forwarded-host", h)?,
-            None => {
-                upstream.remove_header("x-forwarded-host");
-            }
-        }
+        forward::set_forwarded_headers(upstream, peer, host, &self.config.server)?;
         upstream.insert_header("x-request-id", ctx.request_id.clone())?;
         Ok(())
     }
@@ -272,6 +197,25 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Who is asking for what: request id, client IP (trusted proxies honoured), route.
+    fn identify(&self, session: &Session, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        ctx.request_id = ctx::request_id(header_str(req, "x-request-id"));
+        ctx.client_ip = peer_ip(session).map(|peer| {
+            let forwarded: Vec<&str> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            client_ip::client_ip(peer, &forwarded, &self.config.server.trusted_proxies)
+        });
+        ctx.route = route::classify(req.method.as_str(), req.uri.path());
+        if ctx::is_download(&ctx.route) {
+            ctx.in_flight = Some(crate::metrics::InFlight::start());
+        }
+    }
+
     /// Before any other work: the header budget (`431`) for every request; for the gateway's
     /// own routes, the write-idle timeout (a client that stops reading is cut off and frees its
     /// slot) and the per-IP check that runs before the token is verified.
@@ -283,24 +227,6 @@ impl Gateway {
         session.set_write_timeout(Some(self.config.limits.write_idle_timeout));
         self.limiter.check_ip(ctx.client_ip)
     }
-}
-
-/// Write the answer of an upload or discard: its JSON, or the error's.
-async fn reply(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    answer: Result<crate::upload::Answer, GatewayError>,
-) -> Result<bool> {
-    match answer {
-        Ok(answer) => {
-            if ctx.outcome.is_empty() {
-                ctx.outcome = "stored";
-            }
-            respond::json(session, &answer, &ctx.request_id).await?;
-        }
-        Err(err) => read::answer_error(session, ctx, err).await?,
-    }
-    Ok(true)
 }
 
 fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {

@@ -108,7 +108,7 @@ async fn authorize(
         &gw.config.auth.staff_permission,
     )
     .map_err(|denied| {
-        tracing::info!(reason = ?denied, "read denied");
+        tracing::info!(request_id = %ctx.request_id, reason = ?denied, "read denied");
         GatewayError::NotFound("denied")
     })
 }
