@@ -5,23 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/build-tools.sh
+. scripts/build-tools.sh
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=""
-apt_install() {
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
-}
 
 log "build tools"
-missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v cc >/dev/null || missing+=(build-essential)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
-command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+ensure_build_tools
 
 log "SeaweedFS (S3-compatible test server)"
 if ! command -v weed >/dev/null; then

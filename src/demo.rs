@@ -95,7 +95,11 @@ async fn seed(cfg: &Config) -> anyhow::Result<()> {
                 original_name: sample.name.into(),
                 created_by_user_id: OWNER.into(),
                 status: sample.status,
-                created_at: seeded_at(),
+                // A staged upload must be fresh, or the cleanup job rightly removes it.
+                created_at: match sample.status {
+                    AttachmentStatus::Linked => seeded_at(),
+                    AttachmentStatus::Uploaded => Utc::now(),
+                },
             })
             .await?;
     }
