@@ -39,7 +39,14 @@ enum Command {
         once: bool,
     },
     /// Run on the embedded default with sample data and print ready-to-paste requests.
-    Demo,
+    Demo {
+        /// Public listener (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Admin listener (default 127.0.0.1:9090).
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+    },
     /// Zero-downtime upgrade (systemd `ExecReload`): start a new instance with `--upgrade`,
     /// hand it the running instance's sockets, let the old one drain.
     Reload,
@@ -70,7 +77,10 @@ pub fn main() -> ExitCode {
             telemetry::init(&cfg.log);
             cleanup::run_once(&cfg)
         }),
-        Command::Demo => report(demo::run()),
+        Command::Demo {
+            listen,
+            admin_listen,
+        } => report(demo::run(listen, admin_listen)),
         Command::Reload => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
             upgrade::reload(&cli.config, &cfg.server)

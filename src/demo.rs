@@ -1,6 +1,7 @@
 //! `attachment-gateway demo`: the embedded default (SQLite, local directory, no Redis) with a
 //! seeded dialog, four callers and real sample files, then serves and prints requests to try.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,9 +57,16 @@ const SAMPLES: [Sample; 4] = [
     },
 ];
 
-pub fn run() -> anyhow::Result<()> {
+/// Seed, print the guide, serve. The listeners default to the embedded config's.
+pub fn run(listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
     // The demo ignores DATABASE_URL and friends: it must never touch a real database.
-    let cfg = config::load_demo().map_err(|e| anyhow!("embedded demo config: {e}"))?;
+    let mut cfg = config::load_demo().map_err(|e| anyhow!("embedded demo config: {e}"))?;
+    if let Some(addr) = listen {
+        cfg.server.listen = addr;
+    }
+    if let Some(addr) = admin_listen {
+        cfg.server.admin_listen = addr;
+    }
     telemetry::init(&cfg.log);
     io_runtime::block_on(seed(&cfg))?;
     print_guide(&cfg)?;
