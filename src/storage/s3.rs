@@ -158,21 +158,7 @@ impl S3Storage {
             None => StatusCode::OK,
         };
         check_status(resp.status(), expected_status)?;
-        let length = resp.content_length().ok_or_else(|| {
-            StorageError::Transport("storage answered without a Content-Length".into())
-        })?;
-        if let Some(r) = range {
-            if length != r.len() || !content_range_starts_at(&resp, r.start) {
-                return Err(StorageError::Transport(
-                    "storage answered a different range than asked".into(),
-                ));
-            }
-        }
-        let stream = with_chunk_timeout(resp.bytes_stream(), self.read_timeout);
-        Ok(ObjectBody {
-            content_length: length,
-            stream: exact_length(stream, length),
-        })
+        object_body(resp, range, self.read_timeout)
     }
 
     /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
@@ -431,6 +417,31 @@ pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(
         StatusCode::NOT_FOUND => Err(StorageError::NotFound),
         s => Err(StorageError::Status(s.as_u16())),
     }
+}
+
+/// The body of a successful object read, checked against what was asked: a known length,
+/// the range asked for (never a different one), each chunk within the read timeout, and
+/// exactly `Content-Length` bytes.
+pub(super) fn object_body(
+    resp: reqwest::Response,
+    range: Option<ByteRange>,
+    read_timeout: Duration,
+) -> Result<ObjectBody, StorageError> {
+    let length = resp.content_length().ok_or_else(|| {
+        StorageError::Transport("storage answered without a Content-Length".into())
+    })?;
+    if let Some(r) = range {
+        if length != r.len() || !content_range_starts_at(&resp, r.start) {
+            return Err(StorageError::Transport(
+                "storage answered a different range than asked".into(),
+            ));
+        }
+    }
+    let stream = with_chunk_timeout(resp.bytes_stream(), read_timeout);
+    Ok(ObjectBody {
+        content_length: length,
+        stream: exact_length(stream, length),
+    })
 }
 
 /// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).

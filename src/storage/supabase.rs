@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::s3::{content_range_starts_at, http_client, transport, with_chunk_timeout, Progress};
+use super::s3::{http_client, object_body, transport, Progress};
 use super::sign::{encode_key_path, encode_query_value};
 use super::{
     exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
@@ -173,21 +173,7 @@ impl Storage for SupabaseStorage {
             None => StatusCode::OK,
         };
         let resp = self.expect(resp, expected).await?;
-        let length = resp.content_length().ok_or_else(|| {
-            StorageError::Transport("storage answered without a Content-Length".into())
-        })?;
-        if let Some(r) = range {
-            if length != r.len() || !content_range_starts_at(&resp, r.start) {
-                return Err(StorageError::Transport(
-                    "storage answered a different range than asked".into(),
-                ));
-            }
-        }
-        let stream = with_chunk_timeout(resp.bytes_stream(), self.read_timeout);
-        Ok(ObjectBody {
-            content_length: length,
-            stream: exact_length(stream, length),
-        })
+        object_body(resp, range, self.read_timeout)
     }
 
     async fn put(
