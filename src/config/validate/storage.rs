@@ -124,47 +124,9 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
 }
 
 fn s3(raw: RawStorage, c: &mut Checker) -> Option<S3Config> {
-    let endpoint = match raw.endpoint.as_deref().map(url::Url::parse) {
-        None => {
-            c.problem(
-                "storage.endpoint",
-                "is required for storage.provider = \"s3\"",
-            );
-            None
-        }
-        Some(Ok(url))
-            if matches!(url.scheme(), "http" | "https")
-                && url.host().is_some()
-                && url.username().is_empty()
-                && url.password().is_none()
-                && url.query().is_none() =>
-        {
-            Some(url)
-        }
-        Some(_) => {
-            let v = raw.endpoint.as_deref().unwrap_or_default();
-            c.problem(
-                "storage.endpoint",
-                format!("{v:?} is not an http(s) URL without credentials or query"),
-            );
-            None
-        }
-    };
+    let endpoint = base_url(c, "storage.endpoint", "s3", raw.endpoint.as_deref());
     let region = c.non_empty("storage.region", raw.region, "us-east-1");
-    let bucket = match raw.bucket {
-        None => {
-            c.problem(
-                "storage.bucket",
-                "is required for storage.provider = \"s3\"",
-            );
-            None
-        }
-        Some(b) if b.is_empty() || b.len() > 255 || !b.bytes().all(bucket_byte) => {
-            c.problem("storage.bucket", format!("{b:?} is not a bucket name"));
-            None
-        }
-        Some(b) => Some(b),
-    };
+    let bucket = bucket(c, "s3", raw.bucket, 255);
     let access_key_id = c.secret(
         "storage.access_key_id",
         raw.access_key_id,
@@ -238,6 +200,65 @@ fn sse(
 
 /// Bytes S3-compatible services accept in bucket names (AWS's own rules are stricter; the
 /// service itself has the last word).
-pub(super) fn bucket_byte(b: u8) -> bool {
+/// A provider's base URL: required, http(s), with a host and no credentials, query or
+/// fragment (request paths are appended to it, and credentials belong in the secret keys).
+pub(super) fn base_url(
+    c: &mut Checker,
+    key: &str,
+    provider: &str,
+    value: Option<&str>,
+) -> Option<url::Url> {
+    let Some(value) = value else {
+        c.problem(
+            key,
+            format!("is required for storage.provider = \"{provider}\""),
+        );
+        return None;
+    };
+    match url::Url::parse(value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Some(url)
+        }
+        _ => {
+            c.problem(
+                key,
+                format!("{value:?} is not an http(s) URL without credentials, query or fragment"),
+            );
+            None
+        }
+    }
+}
+
+/// `storage.bucket`: required, at most `max_len` bytes of the characters bucket names allow.
+pub(super) fn bucket(
+    c: &mut Checker,
+    provider: &str,
+    value: Option<String>,
+    max_len: usize,
+) -> Option<String> {
+    match value {
+        None => {
+            c.problem(
+                "storage.bucket",
+                format!("is required for storage.provider = \"{provider}\""),
+            );
+            None
+        }
+        Some(b) if b.is_empty() || b.len() > max_len || !b.bytes().all(bucket_byte) => {
+            c.problem("storage.bucket", format!("{b:?} is not a bucket name"));
+            None
+        }
+        Some(b) => Some(b),
+    }
+}
+
+fn bucket_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
 }

@@ -4,52 +4,13 @@
 use super::super::checker::Checker;
 use super::super::raw::RawStorage;
 use super::super::SupabaseConfig;
-use super::storage::bucket_byte;
+use super::storage::{base_url, bucket};
 
 pub(super) fn section(raw: RawStorage, c: &mut Checker) -> Option<SupabaseConfig> {
-    let url = match raw.url.as_deref().map(url::Url::parse) {
-        None => {
-            c.problem(
-                "storage.url",
-                "is required for storage.provider = \"supabase\"",
-            );
-            None
-        }
-        // Paths are appended (`/storage/v1/...`), so the base may carry a path of its own
-        // (a self-hosted instance behind a prefix) but no query, fragment or credentials.
-        Some(Ok(url))
-            if matches!(url.scheme(), "http" | "https")
-                && url.host().is_some()
-                && url.username().is_empty()
-                && url.password().is_none()
-                && url.query().is_none()
-                && url.fragment().is_none() =>
-        {
-            Some(url)
-        }
-        Some(_) => {
-            let v = raw.url.as_deref().unwrap_or_default();
-            c.problem(
-                "storage.url",
-                format!("{v:?} is not an http(s) URL without credentials, query or fragment"),
-            );
-            None
-        }
-    };
-    let bucket = match raw.bucket {
-        None => {
-            c.problem(
-                "storage.bucket",
-                "is required for storage.provider = \"supabase\"",
-            );
-            None
-        }
-        Some(b) if b.is_empty() || b.len() > 100 || !b.bytes().all(bucket_byte) => {
-            c.problem("storage.bucket", format!("{b:?} is not a bucket name"));
-            None
-        }
-        Some(b) => Some(b),
-    };
+    // Paths are appended (`/storage/v1/...`), so the base may carry a path of its own (a
+    // self-hosted instance behind a prefix).
+    let url = base_url(c, "storage.url", "supabase", raw.url.as_deref());
+    let bucket = bucket(c, "supabase", raw.bucket, 100);
     let service_key = c.secret(
         "storage.service_key",
         raw.service_key,
