@@ -26,7 +26,8 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         let catalog = catalog::connect(&config.catalog)
             .await
             .context("connecting to the catalog")?;
-        let storage = storage::build(&config.storage).context("building the storage client")?;
+        let storage =
+            storage::build_serving(&config.storage).context("building the storage client")?;
         anyhow::Ok((catalog, storage))
     })?;
     let authn = Authenticator::new(&config.auth).map_err(|e| anyhow!("auth: {e}"))?;

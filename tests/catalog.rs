@@ -320,25 +320,34 @@ async fn cache(kind: DatabaseKind) {
     cat.upsert_attachment(&linked("a1", "d1")).await.unwrap();
     let stats = || cat.cache_stats().expect("cached");
     assert_eq!((stats().hits, stats().misses), (0, 0));
+    // A peek never reads the database, and leaves counting a miss to the lookup after it.
+    assert_eq!(cat.peek_linked("d1", "a1"), None, "{t}");
+    assert_eq!((stats().hits, stats().misses), (0, 0), "{t}");
 
     let first = cat.find_linked("d1", "a1").await.unwrap().unwrap();
     assert_eq!((stats().hits, stats().misses), (0, 1), "{t}");
+    // Now cached: a peek answers it (a hit), for its own route and dialog only.
+    assert_eq!(cat.peek_linked("d1", "a1").as_ref(), Some(&first), "{t}");
+    assert_eq!(cat.peek_linked("d2", "a1"), None, "{t}");
+    assert_eq!(cat.peek_staged("a1"), None, "{t}");
+    assert_eq!((stats().hits, stats().misses), (1, 1), "{t}");
     // Deleted behind the cache's back: still served within the TTL.
     db.exec(r#"DELETE FROM "ChatAttachment" WHERE "id" = 'a1'"#)
         .await;
     let again = cat.find_linked("d1", "a1").await.unwrap();
     assert_eq!(again.as_ref(), Some(&first), "{t}");
-    assert_eq!((stats().hits, stats().misses), (1, 1), "{t}");
+    assert_eq!((stats().hits, stats().misses), (2, 1), "{t}");
 
     // A cached row answers only its own route and dialog.
     assert_eq!(cat.find_linked("d2", "a1").await.unwrap(), None, "{t}");
     assert_eq!(cat.find_staged("a1").await.unwrap(), None, "{t}");
-    assert_eq!((stats().hits, stats().misses), (1, 3), "{t}");
+    assert_eq!((stats().hits, stats().misses), (2, 3), "{t}");
 
     // Writers drop the entry.
     cat.invalidate("a1").await;
+    assert_eq!(cat.peek_linked("d1", "a1"), None, "{t}");
     assert_eq!(cat.find_linked("d1", "a1").await.unwrap(), None, "{t}");
-    assert_eq!((stats().hits, stats().misses), (1, 4), "{t}");
+    assert_eq!((stats().hits, stats().misses), (2, 4), "{t}");
 
     // A miss is not cached: a row committed elsewhere is visible at once.
     db.exec(

@@ -797,11 +797,56 @@ async fn storage_faults(env: &Env) {
     );
 }
 
+/// Small bodies are kept in memory (`storage.memory_cache_*`, on by default): after one read,
+/// reads of the same object, whole or a range, make no storage request, and are still
+/// authorized one by one; an object above the size limit reaches storage every time.
+async fn small_bodies_come_from_memory(env: &Env) {
+    let tap = env.tap.as_ref().unwrap();
+    let alice = token("alice", "USER", &[]);
+    let path = format!("{PREFIX}/d1/svg1");
+    let first = env.get(&path, Some(&alice), &[]).await;
+    assert_eq!(first.bytes().await.unwrap(), &b"<svg/>"[..]);
+    tap.clear();
+    // Even with storage failing, what is held in memory is served.
+    tap.set_mode(Mode::Unavailable).await;
+    for _ in 0..3 {
+        let resp = env.get(&path, Some(&alice), &[]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(h(resp.headers(), "content-length"), "6");
+        assert_eq!(resp.bytes().await.unwrap(), &b"<svg/>"[..]);
+    }
+    let part = env
+        .get(&path, Some(&alice), &[("range", "bytes=1-3")])
+        .await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(h(part.headers(), "content-range"), "bytes 1-3/6");
+    assert_eq!(part.bytes().await.unwrap(), &b"svg"[..]);
+    // Memory changes nothing about who may read: a stranger still gets the plain miss.
+    let mallory = token("mallory", "USER", &[]);
+    let denied = env.get(&path, Some(&mallory), &[]).await;
+    assert_eq!(denied.status(), 404);
+    assert!(env.get(&path, None, &[]).await.status() == 401);
+    tap.set_mode(Mode::Pass).await;
+    assert!(
+        tap.seen().is_empty(),
+        "{} small reads went to storage",
+        tap.seen().len()
+    );
+    // A 100 KiB image is above memory_cache_object_bytes (64 KiB): each read reaches storage.
+    let img = format!("{PREFIX}/d1/img1");
+    for _ in 0..2 {
+        let resp = env.get(&img, Some(&alice), &[]).await;
+        assert_eq!(resp.bytes().await.unwrap(), env.img);
+    }
+    assert_eq!(tap.seen().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_on_postgres_and_s3() {
     let env = env_pg_s3().await;
     run_all(&env).await;
     storage_faults(&env).await;
+    small_bodies_come_from_memory(&env).await;
     let log = env.gw.log();
     assert!(!log.contains(harness::HS_SECRET));
     assert!(!log.contains("shot.png"), "file names never reach the log");

@@ -218,6 +218,18 @@ async fn get(
     req.send().await.unwrap()
 }
 
+/// A read long enough (2 MiB, over the default `limits.lease_over_bytes` of 1 MiB) to need a
+/// download slot: its status says whether the user's cap has room. The body is read to the end.
+async fn slot_probe(client: &reqwest::Client, gw: &Gateway, tok: &str) -> u16 {
+    let resp = get(client, gw, "video", tok, &[("range", "bytes=0-2097151")]).await;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap();
+    if status == 206 {
+        assert_eq!(body.len(), 2 * 1024 * 1024);
+    }
+    status
+}
+
 async fn head(client: &reqwest::Client, gw: &Gateway, tok: &str, xff: Option<&str>) -> u16 {
     let mut req = client
         .head(gw.url(&format!("{PREFIX}/d1/small")))
@@ -391,15 +403,24 @@ async fn cap_holds_across_instances_and_a_gone_client_frees_its_slot(
     let mut first = RawDownload::start(a, "video", &frank).await;
     let second = RawDownload::start(b, "video", &frank).await;
     assert!(first.read(4096).await);
-    // Both slots are held, on two instances: the third download is refused.
-    assert_rate_limited(get(c, a, "video", &frank, &[("range", "bytes=0-9")]).await).await;
+    // Both slots are held, on two instances: the third long download is refused.
+    let third = get(c, a, "video", &frank, &[("range", "bytes=0-2097151")]).await;
+    assert_rate_limited(third).await;
+    // Short reads hold no slot, so they still pass: an image, a short range of the video
+    // (each after the rate-limit pace: burst = 3 is used up by the three requests above).
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let image = get(c, b, "small", &frank, &[]).await;
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.bytes().await.unwrap().len(), SMALL);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let short = get(c, a, "video", &frank, &[("range", "bytes=0-65535")]).await;
+    assert_eq!(short.status(), 206);
+    assert_eq!(short.bytes().await.unwrap().len(), 65_536);
     // The client on instance B goes away mid-download; its slot is free within a second.
     drop(second);
+    tokio::time::sleep(Duration::from_millis(1050)).await; // the rate-limit pace, not the slot
     let freed = within(Duration::from_secs(1), || async {
-        let resp = get(c, a, "small", &frank, &[]).await;
-        let ok = resp.status() == 200;
-        resp.bytes().await.ok();
-        ok
+        slot_probe(c, a, &frank).await == 206
     })
     .await;
     assert!(
@@ -421,12 +442,15 @@ async fn long_download_keeps_its_lease(c: &reqwest::Client, a: &Gateway) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(one.read < BIG && two.read < BIG, "downloads still running");
-    let resp = get(c, a, "small", &gina, &[]).await;
-    assert_eq!(resp.status(), 429, "leases kept alive past their TTL");
+    assert_eq!(
+        slot_probe(c, a, &gina).await,
+        429,
+        "leases kept alive past their TTL"
+    );
     // Reading to the end frees both.
     assert!(one.read(BIG - one.read).await && two.read(BIG - two.read).await);
     tokio::time::sleep(Duration::from_millis(1100)).await; // rate-limit pace, not the slots
-    assert_eq!(get(c, a, "small", &gina, &[]).await.status(), 200);
+    assert_eq!(slot_probe(c, a, &gina).await, 206);
 }
 
 async fn slow_reader_is_cut_off_and_frees_its_slot(c: &reqwest::Client, a: &Gateway) {
@@ -434,9 +458,9 @@ async fn slow_reader_is_cut_off_and_frees_its_slot(c: &reqwest::Client, a: &Gate
     let hank = user("hank");
     let _one = RawDownload::start(a, "video", &hank).await;
     let _two = RawDownload::start(a, "video", &hank).await;
-    assert_eq!(get(c, a, "small", &hank, &[]).await.status(), 429);
+    assert_eq!(slot_probe(c, a, &hank).await, 429);
     let freed = within(Duration::from_secs(6), || async {
-        get(c, a, "small", &hank, &[]).await.status() == 200
+        slot_probe(c, a, &hank).await == 206
     })
     .await;
     let took = freed.expect("stalled readers were never cut off");

@@ -56,6 +56,9 @@ cache_ttl_s = 60
 {storage}
 connect_timeout_ms = 1000
 read_timeout_ms = 1500
+# These tests count storage reads and storage errors per request: every read goes to storage
+# (tests/gateway_read.rs covers the memory cache).
+memory_cache_bytes = 0
 
 [http]
 max_object_bytes = 4194304

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use super::staging::{ClaimedRow, CleanupLock, LinkRequest};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
@@ -59,29 +59,45 @@ impl<C: Catalog> CachedCatalog<C> {
     }
 
     /// The cached row for `attachment_id` if `answers` accepts it, counting a hit or a miss.
-    async fn cached(
+    fn cached(
         &self,
         attachment_id: &str,
         answers: impl Fn(&AttachmentRow) -> bool,
     ) -> Option<AttachmentRow> {
-        match self.rows.get(attachment_id).await {
-            Some(row) if answers(&row) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(row)
-            }
-            _ => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        let found = self.peek(attachment_id, answers);
+        if found.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
         }
+        found
+    }
+
+    /// Like `cached`, but a miss is not counted: the lookup that follows counts it.
+    fn peek(
+        &self,
+        attachment_id: &str,
+        answers: impl Fn(&AttachmentRow) -> bool,
+    ) -> Option<AttachmentRow> {
+        let row = self.rows.get(attachment_id).filter(|row| answers(row))?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(row)
     }
 
     /// Remember a found row; a miss is not remembered.
-    async fn remember(&self, found: &Option<AttachmentRow>) {
+    fn remember(&self, found: &Option<AttachmentRow>) {
         if let Some(row) = found {
-            self.rows.insert(row.id.clone(), row.clone()).await;
+            self.rows.insert(row.id.clone(), row.clone());
         }
     }
+}
+
+/// Whether a cached row answers a linked read of `dialog_id`.
+fn answers_linked(dialog_id: &str) -> impl Fn(&AttachmentRow) -> bool + '_ {
+    move |row| row.status == AttachmentStatus::Linked && row.dialog_id.as_deref() == Some(dialog_id)
+}
+
+/// Whether a cached row answers a staged read.
+fn answers_staged(row: &AttachmentRow) -> bool {
+    row.status == AttachmentStatus::Uploaded
 }
 
 #[async_trait]
@@ -91,14 +107,11 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         dialog_id: &str,
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
-        let answers = |row: &AttachmentRow| {
-            row.status == AttachmentStatus::Linked && row.dialog_id.as_deref() == Some(dialog_id)
-        };
-        if let Some(row) = self.cached(attachment_id, answers).await {
+        if let Some(row) = self.cached(attachment_id, answers_linked(dialog_id)) {
             return Ok(Some(row));
         }
         let found = self.inner.find_linked(dialog_id, attachment_id).await?;
-        self.remember(&found).await;
+        self.remember(&found);
         Ok(found)
     }
 
@@ -106,12 +119,11 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         &self,
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
-        let answers = |row: &AttachmentRow| row.status == AttachmentStatus::Uploaded;
-        if let Some(row) = self.cached(attachment_id, answers).await {
+        if let Some(row) = self.cached(attachment_id, answers_staged) {
             return Ok(Some(row));
         }
         let found = self.inner.find_staged(attachment_id).await?;
-        self.remember(&found).await;
+        self.remember(&found);
         Ok(found)
     }
 
@@ -137,13 +149,21 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
 
     async fn upsert_attachment(&self, row: &NewAttachment) -> Result<(), CatalogError> {
         self.inner.upsert_attachment(row).await?;
-        self.rows.invalidate(&row.id).await;
+        self.rows.invalidate(&row.id);
         Ok(())
     }
 
     async fn invalidate(&self, attachment_id: &str) {
-        self.rows.invalidate(attachment_id).await;
+        self.rows.invalidate(attachment_id);
         self.inner.invalidate(attachment_id).await;
+    }
+
+    fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<AttachmentRow> {
+        self.peek(attachment_id, answers_linked(dialog_id))
+    }
+
+    fn peek_staged(&self, attachment_id: &str) -> Option<AttachmentRow> {
+        self.peek(attachment_id, answers_staged)
     }
 
     fn cache_stats(&self) -> Option<CacheStats> {
@@ -157,7 +177,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
 
     async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
         self.inner.insert_staged(row).await?;
-        self.rows.invalidate(&row.id).await;
+        self.rows.invalidate(&row.id);
         Ok(())
     }
 
@@ -168,7 +188,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     ) -> Result<Option<String>, CatalogError> {
         let deleted = self.inner.delete_staged(attachment_id, user_id).await?;
         if deleted.is_some() {
-            self.rows.invalidate(attachment_id).await;
+            self.rows.invalidate(attachment_id);
         }
         Ok(deleted)
     }
@@ -190,7 +210,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
         let linked = self.inner.link(link).await?;
         for (id, _) in &link.rows {
-            self.rows.invalidate(id).await;
+            self.rows.invalidate(id);
         }
         Ok(linked)
     }
@@ -202,7 +222,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     ) -> Result<Vec<ClaimedRow>, CatalogError> {
         let claimed = self.inner.claim_expired_staged(cutoff, limit).await?;
         for row in &claimed {
-            self.rows.invalidate(&row.id).await;
+            self.rows.invalidate(&row.id);
         }
         Ok(claimed)
     }

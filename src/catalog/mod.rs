@@ -104,6 +104,16 @@ pub trait Catalog: Send + Sync {
     /// Forget anything cached about `attachment_id`; writers (commit, discard, cleanup) call it
     /// after changing the row. A catalog without a cache has nothing to do.
     async fn invalidate(&self, _attachment_id: &str) {}
+    /// What `find_linked` would answer from the in-process cache alone, without I/O: the
+    /// request path asks this on its own thread before hopping to the I/O runtime. `None`
+    /// when not cached (a miss is counted by the lookup that follows, not here).
+    fn peek_linked(&self, _dialog_id: &str, _attachment_id: &str) -> Option<AttachmentRow> {
+        None
+    }
+    /// `peek_linked` for `find_staged`.
+    fn peek_staged(&self, _attachment_id: &str) -> Option<AttachmentRow> {
+        None
+    }
     /// Hit and miss counts of the in-process cache, when there is one.
     fn cache_stats(&self) -> Option<CacheStats> {
         None

@@ -354,6 +354,10 @@ pub struct StorageConfig {
     pub signed_url_ttl: Duration,
     /// 0 = off.
     pub offload_over_bytes: u64,
+    /// Room for small object bodies kept in memory (`storage::memory`); 0 = off.
+    pub memory_cache_bytes: u64,
+    /// Largest object kept there.
+    pub memory_cache_object_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +387,9 @@ pub struct LimitsConfig {
     pub on_redis_error: OnRedisError,
     /// Bound on every Redis call, so that Redis can never stall a request.
     pub redis_timeout: Duration,
+    /// A body longer than this holds a download slot while it streams; shorter bodies finish
+    /// at once and only count against the rate limits.
+    pub lease_over_bytes: u64,
     /// Life of a download slot lease in Redis; renewed while the download runs.
     pub lease_ttl: Duration,
     /// A client that reads nothing for this long is cut off (and frees its slot).

@@ -118,6 +118,8 @@ pub struct RawStorage {
     pub read_timeout_ms: Option<i64>,
     pub signed_url_ttl_s: Option<i64>,
     pub offload_over_bytes: Option<i64>,
+    pub memory_cache_bytes: Option<i64>,
+    pub memory_cache_object_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +143,7 @@ pub struct RawLimits {
     pub max_concurrent_per_user: Option<i64>,
     pub on_redis_error: Option<String>,
     pub redis_timeout_ms: Option<i64>,
+    pub lease_over_bytes: Option<i64>,
     pub lease_ttl_s: Option<i64>,
     pub write_idle_timeout_s: Option<i64>,
 }

@@ -117,6 +117,11 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("read_timeout_ms", millis(storage.read_timeout));
     out.int("signed_url_ttl_s", storage.signed_url_ttl.as_secs());
     out.int("offload_over_bytes", storage.offload_over_bytes);
+    out.int("memory_cache_bytes", storage.memory_cache_bytes);
+    out.int(
+        "memory_cache_object_bytes",
+        storage.memory_cache_object_bytes,
+    );
 
     out.section("http");
     out.int("cache_max_age_s", http.cache_max_age_s);
@@ -153,6 +158,7 @@ pub fn render_redacted(cfg: &Config) -> String {
             .try_into()
             .unwrap_or(u64::MAX),
     );
+    out.int("lease_over_bytes", limits.lease_over_bytes);
     out.int("lease_ttl_s", limits.lease_ttl.as_secs());
     out.int("write_idle_timeout_s", limits.write_idle_timeout.as_secs());
 

@@ -4,9 +4,11 @@
 //! ```text
 //! request_filter ── check_ip (local, before the token is even looked at: floods of bad
 //!                   tokens are refused at no Redis cost)
-//! read/upload    ── after authn: check_request / check_download
-//!                     Redis configured: ONE script = user GCRA + IP GCRA (+ lease for a download)
+//! every request ── after authn: check_request
+//!                     Redis configured: ONE script = user GCRA + IP GCRA, one round trip
 //!                     Redis failing: on_redis_error = local | allow | deny (503)
+//! long download  ── once its length is known and over limits.lease_over_bytes: take_slot
+//!                   (a second script); small bodies, `304` and `HEAD` never hold a slot
 //! streaming      ── SlotGuard in ctx renews the lease; released when the response ends,
 //!                   on drop whatever the reason (done, client gone, error, timeout)
 //! ```
@@ -153,20 +155,53 @@ impl Limiter {
             .map_err(|deny| self.refuse(Scope::Ip, deny.retry_after_ms, self.ip.tolerance_ms()))
     }
 
-    /// Count one authenticated request (upload, delete, `HEAD`...) against the user's and
-    /// the IP's quotas. Call it right after authentication.
+    /// Count one authenticated request (every read, upload, delete...) against the user's and
+    /// the IP's quotas: one Redis round trip. Call it right after authentication.
     pub async fn check_request(&self, user: &str, ip: Option<IpAddr>) -> Result<(), GatewayError> {
-        self.check(user, ip, false).await.map(drop)
+        if let Some(redis) = &self.redis {
+            match self.check_redis(redis, user, ip).await {
+                Ok(decided) => return decided,
+                Err(trouble) => {
+                    self.fall_back(trouble)?;
+                    if self.on_error == OnRedisError::Allow {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // In-process. The IP was already counted by `check_ip` before authentication.
+        self.local_user
+            .check(user)
+            .map_err(|deny| self.refuse(Scope::User, deny.retry_after_ms, self.user.tolerance_ms()))
     }
 
-    /// Like [`Limiter::check_request`], and take one of the user's download slots. Keep the
-    /// guard for as long as the response streams.
-    pub async fn check_download(
-        &self,
-        user: &str,
-        ip: Option<IpAddr>,
-    ) -> Result<SlotGuard, GatewayError> {
-        self.check(user, ip, true).await
+    /// Take one of the user's download slots, for a body long enough to be worth capping
+    /// (`limits.lease_over_bytes`). Keep the guard for as long as the response streams.
+    pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, GatewayError> {
+        if let Some(redis) = &self.redis {
+            let key = format!("agw:cc:{user}");
+            let lease = uuid::Uuid::new_v4().simple().to_string();
+            let (r, k, l, max) = (redis.clone(), key.clone(), lease.clone(), self.max_slots);
+            let taken = io_runtime::run(async move { r.lease(&k, &l, max).await })
+                .await
+                .unwrap_or(Err(redis::RedisTrouble::BadReply));
+            match taken {
+                Ok(true) => return Ok(SlotGuard::leased(redis.clone(), key, lease)),
+                Ok(false) => return Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+                Err(trouble) => {
+                    self.fall_back(trouble)?;
+                    if self.on_error == OnRedisError::Allow {
+                        return Ok(SlotGuard::none());
+                    }
+                }
+            }
+        }
+        match self.slots.take(user, self.max_slots) {
+            Some(guard) => Ok(SlotGuard {
+                held: Some(Held::Local { _guard: guard }),
+            }),
+            None => Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+        }
     }
 
     /// Whether the shared store answers (`None` when there is none).
@@ -183,40 +218,14 @@ impl Limiter {
         self.redis.is_some() && self.on_error == OnRedisError::Deny
     }
 
-    async fn check(
-        &self,
-        user: &str,
-        ip: Option<IpAddr>,
-        slot: bool,
-    ) -> Result<SlotGuard, GatewayError> {
-        if let Some(redis) = &self.redis {
-            match self.check_redis(redis, user, ip, slot).await {
-                Ok(decided) => return decided,
-                Err(trouble) => {
-                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %trouble, "rate limiter: redis unavailable");
-                    match self.on_error {
-                        OnRedisError::Allow => return Ok(SlotGuard::none()),
-                        OnRedisError::Deny => {
-                            return Err(GatewayError::ServiceUnavailable("rate_limiter_down"))
-                        }
-                        OnRedisError::Local => {}
-                    }
-                }
-            }
-        }
-        // In-process. The IP was already counted by `check_ip` before authentication.
-        if let Err(deny) = self.local_user.check(user) {
-            return Err(self.refuse(Scope::User, deny.retry_after_ms, self.user.tolerance_ms()));
-        }
-        if !slot {
-            return Ok(SlotGuard::none());
-        }
-        match self.slots.take(user, self.max_slots) {
-            Some(guard) => Ok(SlotGuard {
-                held: Some(Held::Local { _guard: guard }),
-            }),
-            None => Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+    /// Redis failed: count it and apply `on_redis_error`. `Ok` means decide in-process
+    /// (`local`) or let the request through (`allow`); the caller tells them apart.
+    fn fall_back(&self, trouble: redis::RedisTrouble) -> Result<(), GatewayError> {
+        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(error = %trouble, "rate limiter: redis unavailable");
+        match self.on_error {
+            OnRedisError::Deny => Err(GatewayError::ServiceUnavailable("rate_limiter_down")),
+            OnRedisError::Allow | OnRedisError::Local => Ok(()),
         }
     }
 
@@ -226,38 +235,24 @@ impl Limiter {
         redis: &Arc<RedisLimiter>,
         user: &str,
         ip: Option<IpAddr>,
-        slot: bool,
-    ) -> Result<Result<SlotGuard, GatewayError>, redis::RedisTrouble> {
+    ) -> Result<Result<(), GatewayError>, redis::RedisTrouble> {
         let user_key = format!("agw:rl:u:{user}");
-        let slot_key = format!("agw:cc:{user}");
         // No IP (a Unix socket peer): a key of its own, shared by all such requests.
         let ip_key = format!("agw:rl:ip:{}", ip.map_or_else(|| "-".to_string(), ip_key));
-        let lease_id = if slot {
-            uuid::Uuid::new_v4().simple().to_string()
-        } else {
-            String::new()
-        };
-        let (user_q, ip_q, max_slots) = (self.user, self.ip, if slot { self.max_slots } else { 0 });
-        let (r, sk, lid) = (redis.clone(), slot_key.clone(), lease_id.clone());
+        let (user_q, ip_q, r) = (self.user, self.ip, redis.clone());
         let verdict = io_runtime::run(async move {
             r.check(&CheckArgs {
                 user_key: &user_key,
                 ip_key: &ip_key,
-                slot_key: &sk,
                 user: user_q,
                 ip: ip_q,
-                max_slots,
-                lease_id: &lid,
             })
             .await
         })
         .await
         .map_err(|_| redis::RedisTrouble::BadReply)??;
         Ok(match verdict {
-            Verdict::Allow { .. } if slot => {
-                Ok(SlotGuard::leased(redis.clone(), slot_key, lease_id))
-            }
-            Verdict::Allow { .. } => Ok(SlotGuard::none()),
+            Verdict::Allow { .. } => Ok(()),
             Verdict::Deny {
                 scope,
                 retry_after_ms,
@@ -391,6 +386,7 @@ mod tests {
             max_concurrent_per_user: max,
             on_redis_error: OnRedisError::Local,
             redis_timeout: std::time::Duration::from_millis(50),
+            lease_over_bytes: 1024 * 1024,
             lease_ttl: std::time::Duration::from_secs(30),
             write_idle_timeout: std::time::Duration::from_secs(30),
         }
@@ -409,12 +405,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let slot = limiter.check_download("u", ip).await.unwrap();
-        match limiter.check_download("u", ip).await {
+        let slot = limiter.take_slot("u").await.unwrap();
+        match limiter.take_slot("u").await {
             Err(GatewayError::RateLimited(l)) => assert_eq!(l.scope, Scope::Concurrency),
             other => panic!("{:?}", other.map(|_| ())),
         }
         drop(slot);
+        // Slots are not requests: the user's burst of 2 is still whole.
+        assert!(limiter.check_request("u", ip).await.is_ok());
+        assert!(limiter.check_request("u", ip).await.is_ok());
         assert!(matches!(
             limiter.check_request("u", ip).await,
             Err(GatewayError::RateLimited(Limited {

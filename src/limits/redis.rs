@@ -1,5 +1,6 @@
-//! The shared limiter: one Lua script per request checks the user's and the IP's GCRA keys and,
-//! for a download, takes a concurrency lease, atomically, in one round trip. Leases live in a
+//! The shared limiter: one Lua script per request checks the user's and the IP's GCRA keys,
+//! atomically, in one round trip. A long download takes a concurrency lease with a second
+//! script once its size is known (small bodies, `304` and `HEAD` never do). Leases live in a
 //! sorted set scored by expiry, so a crashed instance's slots free themselves after the TTL.
 //! Every call is bounded by `limits.redis_timeout_ms`; after a failure Redis is skipped for a
 //! second (requests go to the fallback at no cost) and then tried again, so the gateway returns
@@ -20,9 +21,8 @@ const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// How often the background task retries a first connection that failed.
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
-/// GCRA for both keys (same lines as `gcra::check`), then the lease. Nothing is written unless
-/// everything passes. Returns `{1, remaining, reset_ms}` or `{0, scope, retry_ms, reset_ms}`
-/// (scope 1 user, 2 ip, 3 concurrency).
+/// GCRA for both keys (same lines as `gcra::check`). Nothing is written unless both pass.
+/// Returns `{1, remaining, reset_ms}` or `{0, scope, retry_ms, reset_ms}` (scope 1 user, 2 ip).
 const CHECK: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -41,17 +41,22 @@ local u_ok, u_a, u_b, u_rem = gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 if not u_ok then return {0, 1, u_a, u_b} end
 local i_ok, i_a, i_b = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 if not i_ok then return {0, 2, i_a, i_b} end
-local max = tonumber(ARGV[5])
-if max > 0 then
-  local ttl = tonumber(ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= max then return {0, 3, 1000, 0} end
-  redis.call('ZADD', KEYS[3], now + ttl, ARGV[6])
-  redis.call('PEXPIRE', KEYS[3], ttl)
-end
 redis.call('SET', KEYS[1], u_a, 'PX', u_b)
 redis.call('SET', KEYS[2], i_a, 'PX', i_b)
 return {1, u_rem, u_b}
+";
+
+/// Take one of the user's download slots: expired leases (of crashed instances) are dropped
+/// first. Returns 1 when taken, 0 when all `ARGV[1]` slots are held.
+const LEASE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
 ";
 
 /// Push a running download's lease forward; `XX` so a lease already released stays released.
@@ -93,16 +98,12 @@ pub enum RedisTrouble {
     BadReply,
 }
 
-/// One request's keys and what to take.
+/// One request's keys and quotas.
 pub struct CheckArgs<'a> {
     pub user_key: &'a str,
     pub ip_key: &'a str,
-    pub slot_key: &'a str,
     pub user: Quota,
     pub ip: Quota,
-    /// 0 = no slot (not a download).
-    pub max_slots: u32,
-    pub lease_id: &'a str,
 }
 
 pub struct RedisLimiter {
@@ -111,6 +112,7 @@ pub struct RedisLimiter {
     timeout: Duration,
     lease_ttl: Duration,
     check: Script,
+    lease: Script,
     renew: Script,
     epoch: Instant,
     /// Milliseconds since `epoch` before which Redis is not asked.
@@ -126,6 +128,7 @@ impl RedisLimiter {
             timeout,
             lease_ttl,
             check: Script::new(CHECK),
+            lease: Script::new(LEASE),
             renew: Script::new(RENEW),
             epoch: Instant::now(),
             skip_until_ms: AtomicU64::new(0),
@@ -159,19 +162,15 @@ impl RedisLimiter {
         self.lease_ttl
     }
 
-    /// The one round trip of a request.
+    /// The one round trip of every request: both rate limits.
     pub async fn check(&self, a: &CheckArgs<'_>) -> Result<Verdict, RedisTrouble> {
         let mut invocation = self.check.key(a.user_key);
         invocation
             .key(a.ip_key)
-            .key(a.slot_key)
             .arg(a.user.emission_ms)
             .arg(a.user.burst)
             .arg(a.ip.emission_ms)
-            .arg(a.ip.burst)
-            .arg(a.max_slots)
-            .arg(a.lease_id)
-            .arg(self.lease_ttl.as_millis() as u64);
+            .arg(a.ip.burst);
         let mut conn = self.connection()?;
         let reply: Vec<i64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let n = |i: usize| reply.get(i).map(|v| (*v).max(0) as u64);
@@ -183,14 +182,30 @@ impl RedisLimiter {
             (Some(0), Some(scope), Some(retry_after_ms), Some(reset_ms)) => Ok(Verdict::Deny {
                 scope: match scope {
                     1 => Scope::User,
-                    2 => Scope::Ip,
-                    _ => Scope::Concurrency,
+                    _ => Scope::Ip,
                 },
                 retry_after_ms,
                 reset_ms,
             }),
             _ => Err(RedisTrouble::BadReply),
         }
+    }
+
+    /// Take a download slot under `lease_id`; `false` when all `max_slots` are held.
+    pub async fn lease(
+        &self,
+        slot_key: &str,
+        lease_id: &str,
+        max_slots: u32,
+    ) -> Result<bool, RedisTrouble> {
+        let mut invocation = self.lease.key(slot_key);
+        invocation
+            .arg(max_slots)
+            .arg(lease_id)
+            .arg(self.lease_ttl.as_millis() as u64);
+        let mut conn = self.connection()?;
+        let taken: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(taken == 1)
     }
 
     /// Keep a running download's lease alive.

@@ -7,8 +7,9 @@
 //!   │                                 (forward: X-Forwarded-For/Proto/Host, X-Request-Id) ─► app
 //!   └─ own route ─► routes::serve
 //!         reads: read::serve
-//!           authn::verify ─► limits (user, download slot) ─► catalog.find_* ─► authz ─► Permit
-//!           ─► conditional (304) ─► range (206/416) ─► offload (302) | storage.get ─► stream
+//!           authn::verify ─► limits (user + IP rates) ─► catalog.find_* ─► authz ─► Permit
+//!           ─► conditional (304) ─► range (206/416) ─► offload (302)
+//!           | download slot (long bodies only) ─► storage.get ─► stream
 //!         uploads and discards: upload::stage / upload::discard
 //! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
 //! logging ── one JSON access-log line; download metrics (metrics::download_finished)

@@ -97,6 +97,8 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             signed_url_ttl: Duration::from_secs(60),
             offload_over_bytes: over,
+            memory_cache_bytes: 0,
+            memory_cache_object_bytes: 1,
         };
         assert!(!applies(&cfg(0), u64::MAX));
         assert!(!applies(&cfg(100), 100));

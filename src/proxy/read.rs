@@ -42,8 +42,8 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     target: ReadTarget,
 ) -> Result<()> {
-    let permit = match authorize(gw, session, ctx, &target).await {
-        Ok(permit) => permit,
+    let (user_id, permit) = match authorize(gw, session, ctx, &target).await {
+        Ok(found) => found,
         Err(err) => return answer_error(session, ctx, err).await,
     };
     let row = permit.row();
@@ -62,7 +62,9 @@ pub async fn serve(
             session.write_response_header(Box::new(resp), true).await?;
             Ok(())
         }
-        Plan::Body { range } => stream(gw, session, ctx, permit, &validators, range).await,
+        Plan::Body { range } => {
+            stream(gw, session, ctx, &user_id, permit, &validators, range).await
+        }
         Plan::Offload => super::offload::redirect(gw, session, ctx, permit).await,
     }
 }
@@ -72,36 +74,42 @@ async fn authorize(
     session: &Session,
     ctx: &mut RequestCtx,
     target: &ReadTarget,
-) -> Result<Permit, GatewayError> {
+) -> Result<(String, Permit), GatewayError> {
     let principal = authenticate(gw, session)?;
-    // Limits before the catalog is asked; a GET body takes a download slot (HEAD does not).
-    if session.req_header().method == http::Method::GET {
-        let slot = gw
-            .limiter
-            .check_download(&principal.user_id, ctx.client_ip)
-            .await?;
-        ctx.slot = Some(slot);
-    } else {
-        gw.limiter
-            .check_request(&principal.user_id, ctx.client_ip)
-            .await?;
-    }
-    let catalog = gw.catalog.clone();
-    let (access, dialog_id, attachment_id) = (
-        target.access,
-        target.dialog_id.clone(),
-        target.attachment_id.clone(),
-    );
-    let found = io_runtime::run(async move {
-        match (access, dialog_id) {
-            (Access::Linked, Some(dialog)) => catalog.find_linked(&dialog, &attachment_id).await,
-            _ => catalog.find_staged(&attachment_id).await,
+    // Rate limits before the catalog is asked; the download slot comes later, once the body's
+    // length is known (`stream`).
+    gw.limiter
+        .check_request(&principal.user_id, ctx.client_ip)
+        .await?;
+    // A cache hit is answered here, on this thread; only a miss hops to the I/O runtime
+    // (where the database pool lives), which costs two thread wake-ups.
+    let cached = match (target.access, target.dialog_id.as_deref()) {
+        (Access::Linked, Some(dialog)) => gw.catalog.peek_linked(dialog, &target.attachment_id),
+        _ => gw.catalog.peek_staged(&target.attachment_id),
+    };
+    let found = match cached {
+        Some(row) => Some(row),
+        None => {
+            let catalog = gw.catalog.clone();
+            let (access, dialog_id, attachment_id) = (
+                target.access,
+                target.dialog_id.clone(),
+                target.attachment_id.clone(),
+            );
+            io_runtime::run(async move {
+                match (access, dialog_id) {
+                    (Access::Linked, Some(dialog)) => {
+                        catalog.find_linked(&dialog, &attachment_id).await
+                    }
+                    _ => catalog.find_staged(&attachment_id).await,
+                }
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))??
         }
-    })
-    .await
-    .map_err(|e| GatewayError::Internal(e.to_string()))??;
+    };
     let row = found.ok_or(GatewayError::NotFound("missing"))?;
-    authz::authorize(
+    let permit = authz::authorize(
         &principal,
         row,
         target.access,
@@ -110,7 +118,8 @@ async fn authorize(
     .map_err(|denied| {
         tracing::info!(request_id = %ctx.request_id, reason = ?denied, "read denied");
         GatewayError::NotFound("denied")
-    })
+    })?;
+    Ok((principal.user_id, permit))
 }
 
 /// Token from `Authorization: Bearer` or the session cookie, never from the query string.
@@ -176,6 +185,7 @@ async fn stream(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
+    user_id: &str,
     permit: Permit,
     v: &Validators,
     range: Option<ByteRange>,
@@ -203,17 +213,34 @@ async fn stream(
         return Ok(());
     }
 
+    // Only a long body holds a download slot (the cap is on long downloads; an image or a
+    // short Range read ends at once): small reads cost one Redis round trip, not three.
+    if length > gw.config.limits.lease_over_bytes {
+        match gw.limiter.take_slot(user_id).await {
+            Ok(slot) => ctx.slot = Some(slot),
+            Err(err) => return answer_error(session, ctx, err).await,
+        }
+    }
+
     let storage = gw.storage.clone();
     let permit = Arc::new(permit);
     let fetch_permit = permit.clone();
     let asked = std::time::Instant::now();
-    let fetched = io_runtime::run(async move { storage.get(&fetch_permit, range).await })
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))
-        .and_then(|r| r.map_err(GatewayError::from));
+    // A body held in memory is answered on this thread; anything else hops to the I/O runtime.
+    let in_memory = storage.peek(&fetch_permit, range);
+    let from_storage = in_memory.is_none();
+    let fetched = match in_memory {
+        Some(body) => Ok(body),
+        None => io_runtime::run(async move { storage.get(&fetch_permit, range).await })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+            .and_then(|r| r.map_err(GatewayError::from)),
+    };
     let body = match fetched {
         Ok(body) => {
-            metrics::storage_first_byte(asked.elapsed());
+            if from_storage {
+                metrics::storage_first_byte(asked.elapsed());
+            }
             body
         }
         Err(err) => {

@@ -1,9 +1,12 @@
 //! Object storage behind one trait: `fs` (a local directory), `s3` (any S3-compatible
 //! service, SigV4 via `aws-sigv4`) and `supabase` (Supabase Storage's REST API). Bodies are
-//! streams; nothing is buffered whole.
+//! streams; nothing is buffered whole, except bodies of at most
+//! `storage.memory_cache_object_bytes` (64 KiB by default) held by the `memory` cache.
 
 pub mod fs;
 pub mod key;
+pub mod memory;
+pub mod reader;
 pub mod s3;
 pub mod sign;
 pub mod supabase;
@@ -56,6 +59,11 @@ pub trait Storage: Send + Sync {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError>;
+    /// What `get` would answer from memory alone, without I/O (`memory::MemoryCached`): the
+    /// request path asks this on its own thread before hopping to the I/O runtime.
+    fn peek(&self, _permit: &Permit, _range: Option<ByteRange>) -> Option<ObjectBody> {
+        None
+    }
     /// Write `body` (exactly `content_length` bytes) to `key`.
     async fn put(
         &self,
@@ -136,6 +144,20 @@ pub fn build(cfg: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
             cfg.read_timeout,
         )?),
     })
+}
+
+/// The provider the gateway serves from: [`build`] behind the small-body memory cache when
+/// `storage.memory_cache_bytes` is set.
+pub fn build_serving(cfg: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    let provider = build(cfg)?;
+    if cfg.memory_cache_bytes == 0 {
+        return Ok(provider);
+    }
+    Ok(Arc::new(memory::MemoryCached::new(
+        provider,
+        cfg.memory_cache_bytes,
+        cfg.memory_cache_object_bytes,
+    )))
 }
 
 /// Yield exactly `expected` bytes from `inner`: a body that ends early or runs long becomes an

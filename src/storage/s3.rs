@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::reader::{body_stream, ReadClient};
 use super::sign::{encode_key_path, encode_query_value, PayloadHash, Signer};
 use super::{
     exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
@@ -26,6 +27,8 @@ const LIST_PAGE: &str = "1000";
 #[derive(Debug, Clone)]
 pub struct S3Storage {
     client: reqwest::Client,
+    /// Object reads only: a client whose read-ahead per download is bounded (`reader`).
+    reader: ReadClient,
     signer: Signer,
     /// `scheme://host[:port][/path-prefix]` that objects of the bucket live under, without a
     /// trailing slash: `endpoint/bucket` (path-style) or `scheme://bucket.host` (virtual-host).
@@ -71,6 +74,7 @@ impl S3Storage {
         let client = http_client(cfg.ca_file.as_deref(), connect_timeout)?;
         Ok(S3Storage {
             client,
+            reader: ReadClient::new(cfg.ca_file.as_deref(), connect_timeout)?,
             sse: cfg.sse.clone(),
             signer: Signer::new(
                 cfg.access_key_id.expose(),
@@ -113,14 +117,14 @@ impl S3Storage {
         }
     }
 
-    fn signed(&self, req: Outgoing) -> Result<reqwest::RequestBuilder, StorageError> {
+    /// The SigV4 headers for `req` (its own headers are signed too).
+    fn signature(&self, req: &Outgoing) -> Result<Vec<(String, String)>, StorageError> {
         let to_sign: Vec<(&str, &str)> = req
             .headers
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let signature = self
-            .signer
+        self.signer
             .sign_headers(
                 req.method.as_str(),
                 req.url.as_str(),
@@ -128,7 +132,11 @@ impl S3Storage {
                 &req.payload,
                 SystemTime::now(),
             )
-            .map_err(|e| StorageError::Config(e.to_string()))?;
+            .map_err(|e| StorageError::Config(e.to_string()))
+    }
+
+    fn signed(&self, req: Outgoing) -> Result<reqwest::RequestBuilder, StorageError> {
+        let signature = self.signature(&req)?;
         let mut builder = self.client.request(req.method, req.url);
         for (name, value) in req.headers.iter().map(|(n, v)| (*n, v.as_str())) {
             builder = builder.header(name, value);
@@ -152,13 +160,24 @@ impl S3Storage {
         if let Some(r) = range {
             req = req.header("range", format!("bytes={}-{}", r.start, r.end));
         }
-        let resp = self.execute(req).await?;
+        let signature = self.signature(&req)?;
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .collect();
+        let resp = self
+            .reader
+            .get(&req.url, &headers, self.read_timeout)
+            .await?;
         let expected_status = match range {
             Some(_) => StatusCode::PARTIAL_CONTENT,
             None => StatusCode::OK,
         };
         check_status(resp.status(), expected_status)?;
-        object_body(resp, range, self.read_timeout)
+        let (head, body) = resp.into_parts();
+        object_body(&head.headers, body_stream(body), range, self.read_timeout)
     }
 
     /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
@@ -423,21 +442,26 @@ pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(
 /// the range asked for (never a different one), each chunk within the read timeout, and
 /// exactly `Content-Length` bytes.
 pub(super) fn object_body(
-    resp: reqwest::Response,
+    headers: &http::HeaderMap,
+    body: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
     range: Option<ByteRange>,
     read_timeout: Duration,
 ) -> Result<ObjectBody, StorageError> {
-    let length = resp.content_length().ok_or_else(|| {
-        StorageError::Transport("storage answered without a Content-Length".into())
-    })?;
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            StorageError::Transport("storage answered without a Content-Length".into())
+        })?;
     if let Some(r) = range {
-        if length != r.len() || !content_range_starts_at(&resp, r.start) {
+        if length != r.len() || !content_range_starts_at(headers, r.start) {
             return Err(StorageError::Transport(
                 "storage answered a different range than asked".into(),
             ));
         }
     }
-    let stream = with_chunk_timeout(resp.bytes_stream(), read_timeout);
+    let stream = with_chunk_timeout(body, read_timeout);
     Ok(ObjectBody {
         content_length: length,
         stream: exact_length(stream, length),
@@ -445,9 +469,9 @@ pub(super) fn object_body(
 }
 
 /// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).
-pub(super) fn content_range_starts_at(resp: &reqwest::Response, start: u64) -> bool {
-    resp.headers()
-        .get(reqwest::header::CONTENT_RANGE)
+pub(super) fn content_range_starts_at(headers: &http::HeaderMap, start: u64) -> bool {
+    headers
+        .get(http::header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("bytes "))
         .and_then(|v| v.split_once('-'))
@@ -473,7 +497,7 @@ pub(super) fn transport(e: reqwest::Error) -> StorageError {
 
 /// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.
 pub(super) fn with_chunk_timeout(
-    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    inner: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
     read_timeout: Duration,
 ) -> ByteStream {
     let inner = Some(Box::pin(inner));
@@ -485,7 +509,7 @@ pub(super) fn with_chunk_timeout(
                 Err(_) => Some((Err(StorageError::Timeout), None)),
                 Ok(None) => None,
                 Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(transport(e)), None)),
+                Ok(Some(Err(e))) => Some((Err(e), None)),
             }
         },
     ))

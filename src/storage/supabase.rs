@@ -15,6 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
+use super::reader::{body_stream, small_text, ReadClient};
 use super::s3::{http_client, object_body, transport, Progress};
 use super::sign::{encode_key_path, encode_query_value};
 use super::{
@@ -33,6 +34,8 @@ const LIST_MAX_CALLS: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct SupabaseStorage {
     client: reqwest::Client,
+    /// Object reads only: a client whose read-ahead per download is bounded (`reader`).
+    reader: ReadClient,
     /// `<url>/storage/v1`, without a trailing slash.
     api: String,
     bucket: String,
@@ -49,6 +52,7 @@ impl SupabaseStorage {
         let base = cfg.url.as_str().trim_end_matches('/');
         Ok(SupabaseStorage {
             client: http_client(cfg.ca_file.as_deref(), connect_timeout)?,
+            reader: ReadClient::new(cfg.ca_file.as_deref(), connect_timeout)?,
             api: format!("{base}/storage/v1"),
             bucket: cfg.bucket.clone(),
             service_key: cfg.service_key.clone(),
@@ -163,17 +167,30 @@ impl Storage for SupabaseStorage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        let mut req = self.request(Method::GET, &self.object_url("", permit.key()));
-        if let Some(r) = range {
-            req = req.header("range", format!("bytes={}-{}", r.start, r.end));
+        let url = url::Url::parse(&self.object_url("", permit.key()))
+            .map_err(|e| StorageError::Config(format!("storage url: {e}")))?;
+        // The same headers as `request`: the service key, and nothing of any client's.
+        let key = self.service_key.expose();
+        let bearer = format!("Bearer {key}");
+        let range_value = range.map(|r| format!("bytes={}-{}", r.start, r.end));
+        let mut headers = vec![("apikey", key), ("authorization", bearer.as_str())];
+        if let Some(value) = &range_value {
+            headers.push(("range", value.as_str()));
         }
-        let resp = self.send(req).await?;
+        let resp = self.reader.get(&url, &headers, self.read_timeout).await?;
         let expected = match range {
             Some(_) => StatusCode::PARTIAL_CONTENT,
             None => StatusCode::OK,
         };
-        let resp = self.expect(resp, expected).await?;
-        object_body(resp, range, self.read_timeout)
+        let (head, body) = resp.into_parts();
+        if head.status != expected {
+            let status = head.status.as_u16();
+            if head.status.is_success() {
+                return Err(StorageError::Status(status));
+            }
+            return Err(classify(status, &small_text(body, self.read_timeout).await));
+        }
+        object_body(&head.headers, body_stream(body), range, self.read_timeout)
     }
 
     async fn put(

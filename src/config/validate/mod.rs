@@ -392,6 +392,13 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             1,
             60_000,
         )),
+        lease_over_bytes: c.int(
+            "limits.lease_over_bytes",
+            raw.lease_over_bytes,
+            1024 * 1024,
+            0,
+            u64::MAX,
+        ),
         lease_ttl: c.seconds("limits.lease_ttl_s", raw.lease_ttl_s, 30, 1),
         write_idle_timeout: c.seconds(
             "limits.write_idle_timeout_s",

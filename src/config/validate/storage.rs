@@ -39,6 +39,21 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
         0,
         u64::MAX,
     );
+    let memory_cache_bytes = c.int(
+        "storage.memory_cache_bytes",
+        raw.memory_cache_bytes,
+        32 * 1024 * 1024,
+        0,
+        u64::MAX,
+    );
+    let memory_cache_object_bytes = c.int(
+        "storage.memory_cache_object_bytes",
+        raw.memory_cache_object_bytes,
+        64 * 1024,
+        1,
+        // The read policy bounds memory per download by a small constant (SPEC §3).
+        1024 * 1024,
+    );
     let provider = raw.provider.clone().unwrap_or_else(|| "fs".to_string());
     let s3_keys = [
         ("endpoint", raw.endpoint.is_some()),
@@ -120,6 +135,8 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
         read_timeout,
         signed_url_ttl,
         offload_over_bytes,
+        memory_cache_bytes,
+        memory_cache_object_bytes,
     }
 }
 

@@ -1,0 +1,181 @@
+//! An in-process cache of small object bodies in front of any provider: the images of a chat
+//! are read again and again (every participant, every page load), and each read otherwise
+//! costs a signed request to the bucket. Only objects up to `storage.memory_cache_object_bytes`
+//! are kept, within `storage.memory_cache_bytes` in all; large bodies always stream.
+//!
+//! Nothing here decides who may read: every call takes a `Permit`, so a body is only ever
+//! returned after `authz` allowed that read, exactly as from the provider. Entries are keyed by
+//! storage key and checked against the row's ETag (id, size, creation time, type), so a row
+//! replaced under the same key is never answered with the old body; `delete` drops the entry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use moka::sync::Cache;
+
+use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
+use crate::authz::Permit;
+use crate::http::headers::Validators;
+use crate::http::range::ByteRange;
+
+/// How long a body stays cached at most (a bound on an object changed behind the gateway's back).
+const TTL: Duration = Duration::from_secs(600);
+
+pub struct MemoryCached {
+    inner: Arc<dyn Storage>,
+    /// storage key -> (ETag of the row it was read for, the whole body)
+    bodies: Cache<String, (String, Bytes)>,
+    max_object: u64,
+}
+
+impl MemoryCached {
+    pub fn new(inner: Arc<dyn Storage>, total_bytes: u64, max_object: u64) -> Self {
+        MemoryCached {
+            inner,
+            bodies: Cache::builder()
+                .max_capacity(total_bytes)
+                .weigher(|key: &String, (etag, body): &(String, Bytes)| {
+                    u32::try_from(key.len() + etag.len() + body.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(TTL)
+                .build(),
+            max_object,
+        }
+    }
+
+    fn cacheable(&self, permit: &Permit) -> bool {
+        permit.row().size_bytes <= self.max_object
+    }
+
+    fn cached(&self, permit: &Permit) -> Option<Bytes> {
+        let (etag, body) = self.bodies.get(permit.key().as_str())?;
+        (etag == Validators::of(permit.row()).etag).then_some(body)
+    }
+
+    /// Read the whole (small) object and keep it.
+    async fn fill(&self, permit: &Permit) -> Result<Bytes, StorageError> {
+        let object = self.inner.get(permit, None).await?;
+        let size = permit.row().size_bytes;
+        if object.content_length != size {
+            // Storage and the row disagree: serve nothing from memory, and let the reader's
+            // length check answer it.
+            return Err(StorageError::Transport(format!(
+                "storage length {} != row size {size}",
+                object.content_length
+            )));
+        }
+        let mut body = BytesMut::with_capacity(size as usize);
+        let mut stream = object.stream;
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk?);
+        }
+        let body = body.freeze();
+        let etag = Validators::of(permit.row()).etag;
+        self.bodies
+            .insert(permit.key().as_str().to_string(), (etag, body.clone()));
+        Ok(body)
+    }
+}
+
+/// `body`, or the asked range of it, as an object read.
+fn from_memory(body: Bytes, range: Option<ByteRange>) -> ObjectBody {
+    let part = match range {
+        Some(r) => body.slice(r.start as usize..=r.end as usize),
+        None => body,
+    };
+    ObjectBody {
+        content_length: part.len() as u64,
+        stream: Box::pin(futures_util::stream::once(async move { Ok(part) })),
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryCached {
+    async fn get(
+        &self,
+        permit: &Permit,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, StorageError> {
+        if !self.cacheable(permit) {
+            return self.inner.get(permit, range).await;
+        }
+        let body = match self.cached(permit) {
+            Some(body) => body,
+            None => self.fill(permit).await?,
+        };
+        Ok(from_memory(body, range))
+    }
+
+    fn peek(&self, permit: &Permit, range: Option<ByteRange>) -> Option<ObjectBody> {
+        if !self.cacheable(permit) {
+            return None;
+        }
+        self.cached(permit).map(|body| from_memory(body, range))
+    }
+
+    async fn put(
+        &self,
+        key: &StorageKey,
+        content_type: &str,
+        content_length: u64,
+        body: ByteStream,
+    ) -> Result<(), StorageError> {
+        self.bodies.invalidate(key.as_str());
+        self.inner
+            .put(key, content_type, content_length, body)
+            .await
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StorageError> {
+        self.bodies.invalidate(key.as_str());
+        self.inner.delete(key).await
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.inner.ping().await
+    }
+
+    fn presign_get(
+        &self,
+        permit: &Permit,
+        ttl: Duration,
+        response_content_type: Option<&str>,
+        response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        self.inner.presign_get(
+            permit,
+            ttl,
+            response_content_type,
+            response_content_disposition,
+        )
+    }
+
+    async fn signed_read_url(
+        &self,
+        permit: &Permit,
+        ttl: Duration,
+        response_content_type: Option<&str>,
+        response_content_disposition: Option<&str>,
+    ) -> Result<String, StorageError> {
+        self.inner
+            .signed_read_url(
+                permit,
+                ttl,
+                response_content_type,
+                response_content_disposition,
+            )
+            .await
+    }
+
+    async fn copy(&self, from: &StorageKey, to: &StorageKey) -> Result<(), StorageError> {
+        self.bodies.invalidate(to.as_str());
+        self.inner.copy(from, to).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        self.inner.list(prefix).await
+    }
+}
