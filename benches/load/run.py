@@ -231,7 +231,7 @@ http {{
 
 
 def gateway_toml(listen, admin, db_url, s3_port, access_key, secret_key, hs_secret, redis_port,
-                 threads):
+                 threads, memory_cache=True):
     redis = f'redis_url = "redis://127.0.0.1:{redis_port}/"' if redis_port else ""
     # Limits high enough never to refuse the load itself: what is measured is their cost.
     limits = f"""
@@ -268,6 +268,7 @@ path_style = true
 access_key_id = "{access_key}"
 secret_access_key = "{secret_key}"
 read_timeout_ms = 60000
+{"" if memory_cache else "memory_cache_bytes = 0"}
 
 [http]
 max_object_bytes = {2 * 1024 * MIB}
@@ -535,6 +536,8 @@ def main():
     ap.add_argument("--only", help="comma-separated scenario names")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--no-limits", action="store_true", help="run the gateway without Redis")
+    ap.add_argument("--no-memory-cache", action="store_true",
+                    help="storage.memory_cache_bytes = 0: every small read goes to the origin")
     ap.add_argument("--perf", action="store_true",
                     help="record the gateway with `perf record -g` during each gateway run")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
@@ -571,14 +574,16 @@ def main():
         hs_secret = secrets.token_hex(24)
         toml_path = tmp / "gateway.toml"
         toml_path.write_text(gateway_toml(gw_port, admin_port, db_url, s3, access_key,
-                                          secret_key, hs_secret, redis_port, threads))
+                                          secret_key, hs_secret, redis_port, threads,
+                                          not args.no_memory_cache))
         ok, why = gateway_accepts(toml_path)
         if not ok and redis_port:
             log("this build does not accept [limits] redis_url; running without the limiter:\n"
                 + why)
             redis_port = None
             toml_path.write_text(gateway_toml(gw_port, admin_port, db_url, s3, access_key,
-                                              secret_key, hs_secret, None, threads))
+                                              secret_key, hs_secret, None, threads,
+                                              not args.no_memory_cache))
             ok, why = gateway_accepts(toml_path)
         if not ok:
             raise SystemExit(f"gateway config refused:\n{why}")
@@ -688,6 +693,9 @@ def main():
             f"{open('/proc/loadavg').read().split()[0]}", "",
             f"Gateway limiter: {'Redis (own redis-server)' if redis_port else 'not configured'}"
             + (f"; {fallbacks} Redis-failure fallbacks logged" if redis_port else ""),
+            "", "Gateway small-body memory cache: "
+            + ("off (--no-memory-cache)" if args.no_memory_cache else
+               "on (default: bodies up to 64 KiB, 32 MiB in all)"),
             "", table(results, scenarios), "", "Targets:", verdicts(results, limiter), ""])
         print(report)
         (out_dir / "report.md").write_text(report)
