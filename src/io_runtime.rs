@@ -1,6 +1,9 @@
 //! One long-lived multi-thread tokio runtime for I/O clients (database pools, storage HTTP
 //! client). Pingora builds a runtime per service; a pool made on one runtime breaks when that
 //! runtime goes away, so every pool is created and driven here and request filters hop onto it.
+//! The one exception is object reads (`proxy::read`): their connection pool (`storage::reader`)
+//! is made and used only by the proxy service, whose runtime lives as long as the process, and
+//! a hop per body chunk was the largest cost of streaming a large object.
 
 use std::future::Future;
 use std::sync::OnceLock;
