@@ -125,6 +125,8 @@ struct Metrics {
     downloads_in_flight: IntGauge,
     storage_ttfb_ms: Histogram,
     storage_errors: IntCounterVec,
+    memory_hits: IntCounter,
+    memory_misses: IntCounter,
     uploads: IntCounter,
     upload_bytes: IntCounter,
     cleanup_deleted: IntCounter,
@@ -170,6 +172,14 @@ impl Metrics {
                 "Failed storage operations, by kind.",
                 "kind",
             )?,
+            memory_hits: counter(
+                "storage_memory_cache_hits_total",
+                "Small object reads answered from the gateway's memory (storage.memory_cache_*).",
+            )?,
+            memory_misses: counter(
+                "storage_memory_cache_misses_total",
+                "Small object reads that had to fetch the body from storage to keep it.",
+            )?,
             uploads: counter("upload_count", "Uploads staged successfully.")?,
             upload_bytes: counter(
                 "upload_bytes_total",
@@ -188,7 +198,7 @@ impl Metrics {
     }
 
     fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let all: [Box<dyn Collector>; 11] = [
+        let all: [Box<dyn Collector>; 13] = [
             Box::new(self.downloads.clone()),
             Box::new(self.download_bytes.clone()),
             Box::new(self.download_4xx.clone()),
@@ -197,6 +207,8 @@ impl Metrics {
             Box::new(self.downloads_in_flight.clone()),
             Box::new(self.storage_ttfb_ms.clone()),
             Box::new(self.storage_errors.clone()),
+            Box::new(self.memory_hits.clone()),
+            Box::new(self.memory_misses.clone()),
             Box::new(self.uploads.clone()),
             Box::new(self.upload_bytes.clone()),
             Box::new(self.cleanup_deleted.clone()),
@@ -260,6 +272,16 @@ pub fn storage_first_byte(elapsed: Duration) {
     metrics()
         .storage_ttfb_ms
         .observe(elapsed.as_secs_f64() * 1000.0);
+}
+
+/// A small object read was answered from memory (`hit`), or fetched from storage to be kept.
+pub fn storage_memory_cache(hit: bool) {
+    let m = metrics();
+    if hit {
+        m.memory_hits.inc();
+    } else {
+        m.memory_misses.inc();
+    }
 }
 
 /// A storage operation failed (any operation: read, write, copy, delete, list).

@@ -806,6 +806,7 @@ async fn small_bodies_come_from_memory(env: &Env) {
     let path = format!("{PREFIX}/d1/svg1");
     let first = env.get(&path, Some(&alice), &[]).await;
     assert_eq!(first.bytes().await.unwrap(), &b"<svg/>"[..]);
+    let hits_before = memory_hits(env).await;
     tap.clear();
     // Even with storage failing, what is held in memory is served.
     tap.set_mode(Mode::Unavailable).await;
@@ -832,6 +833,11 @@ async fn small_bodies_come_from_memory(env: &Env) {
         "{} small reads went to storage",
         tap.seen().len()
     );
+    assert_eq!(
+        memory_hits(env).await,
+        hits_before + 4,
+        "3 whole reads and a range"
+    );
     // A 100 KiB image is above memory_cache_object_bytes (64 KiB): each read reaches storage.
     let img = format!("{PREFIX}/d1/img1");
     for _ in 0..2 {
@@ -839,6 +845,20 @@ async fn small_bodies_come_from_memory(env: &Env) {
         assert_eq!(resp.bytes().await.unwrap(), env.img);
     }
     assert_eq!(tap.seen().len(), 2);
+}
+
+/// `storage_memory_cache_hits_total` from the admin listener's `/metrics`.
+async fn memory_hits(env: &Env) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", env.gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("storage_memory_cache_hits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no memory cache counter in\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, Storage
 use crate::authz::Permit;
 use crate::http::headers::Validators;
 use crate::http::range::ByteRange;
+use crate::metrics;
 
 /// How long a body stays cached at most (a bound on an object changed behind the gateway's back).
 const TTL: Duration = Duration::from_secs(600);
@@ -52,11 +53,16 @@ impl MemoryCached {
 
     fn cached(&self, permit: &Permit) -> Option<Bytes> {
         let (etag, body) = self.bodies.get(permit.key().as_str())?;
-        (etag == Validators::of(permit.row()).etag).then_some(body)
+        let fresh = etag == Validators::of(permit.row()).etag;
+        if fresh {
+            metrics::storage_memory_cache(true);
+        }
+        fresh.then_some(body)
     }
 
     /// Read the whole (small) object and keep it.
     async fn fill(&self, permit: &Permit) -> Result<Bytes, StorageError> {
+        metrics::storage_memory_cache(false);
         let object = self.inner.get(permit, None).await?;
         let size = permit.row().size_bytes;
         if object.content_length != size {
