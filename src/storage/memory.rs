@@ -5,20 +5,22 @@
 //!
 //! Nothing here decides who may read: every call takes a `Permit`, so a body is only ever
 //! returned after `authz` allowed that read, exactly as from the provider. Entries are keyed by
-//! storage key and checked against the row's ETag (id, size, creation time, type), so a row
-//! replaced under the same key is never answered with the old body; `delete` drops the entry.
+//! storage key and checked against what the row's ETag is made of (id, size, creation time,
+//! type), so a row replaced under the same key is never answered with the old body; `delete`
+//! drops the entry.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use moka::sync::Cache;
 
 use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
-use crate::http::headers::Validators;
+use crate::catalog::AttachmentRow;
 use crate::http::range::ByteRange;
 use crate::metrics;
 
@@ -27,8 +29,8 @@ const TTL: Duration = Duration::from_secs(600);
 
 pub struct MemoryCached {
     inner: Arc<dyn Storage>,
-    /// storage key -> (ETag of the row it was read for, the whole body)
-    bodies: Cache<String, (String, Bytes)>,
+    /// storage key -> (the row it was read for, the whole body)
+    bodies: Cache<String, (Version, Bytes)>,
     max_object: u64,
 }
 
@@ -38,8 +40,9 @@ impl MemoryCached {
             inner,
             bodies: Cache::builder()
                 .max_capacity(total_bytes)
-                .weigher(|key: &String, (etag, body): &(String, Bytes)| {
-                    u32::try_from(key.len() + etag.len() + body.len()).unwrap_or(u32::MAX)
+                .weigher(|key: &String, (version, body): &(Version, Bytes)| {
+                    let size = key.len() + version.id.len() + version.mime_type.len() + body.len();
+                    u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .time_to_live(TTL)
                 .build(),
@@ -52,8 +55,8 @@ impl MemoryCached {
     }
 
     fn cached(&self, permit: &Permit) -> Option<Bytes> {
-        let (etag, body) = self.bodies.get(permit.key().as_str())?;
-        let fresh = etag == Validators::of(permit.row()).etag;
+        let (version, body) = self.bodies.get(permit.key().as_str())?;
+        let fresh = version.is_of(permit.row());
         if fresh {
             metrics::storage_memory_cache(true);
         }
@@ -79,10 +82,39 @@ impl MemoryCached {
             body.extend_from_slice(&chunk?);
         }
         let body = body.freeze();
-        let etag = Validators::of(permit.row()).etag;
-        self.bodies
-            .insert(permit.key().as_str().to_string(), (etag, body.clone()));
+        self.bodies.insert(
+            permit.key().as_str().to_string(),
+            (Version::of(permit.row()), body.clone()),
+        );
         Ok(body)
+    }
+}
+
+/// The fields of a row its ETag is made of (`http::headers::Validators`): equal fields, equal
+/// ETag. Compared as they are, so a hit costs no hashing.
+#[derive(Clone)]
+struct Version {
+    id: String,
+    size_bytes: u64,
+    created_at: DateTime<Utc>,
+    mime_type: String,
+}
+
+impl Version {
+    fn of(row: &AttachmentRow) -> Self {
+        Version {
+            id: row.id.clone(),
+            size_bytes: row.size_bytes,
+            created_at: row.created_at,
+            mime_type: row.mime_type.clone(),
+        }
+    }
+
+    fn is_of(&self, row: &AttachmentRow) -> bool {
+        self.id == row.id
+            && self.size_bytes == row.size_bytes
+            && self.created_at == row.created_at
+            && self.mime_type == row.mime_type
     }
 }
 

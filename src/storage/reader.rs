@@ -123,7 +123,8 @@ fn legacy_transport(e: hyper_util::client::legacy::Error) -> StorageError {
     transport_message(&e)
 }
 
-fn transport_message(e: &(dyn std::error::Error + 'static)) -> StorageError {
+/// `Transport`, with the whole chain of causes in one line.
+pub(super) fn transport_message(e: &(dyn std::error::Error + 'static)) -> StorageError {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

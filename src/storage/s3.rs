@@ -484,15 +484,7 @@ pub(super) fn transport(e: reqwest::Error) -> StorageError {
     if e.is_timeout() {
         return StorageError::Timeout;
     }
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    StorageError::Transport(message)
+    super::reader::transport_message(&e.without_url())
 }
 
 /// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.

@@ -73,12 +73,22 @@ impl SupabaseStorage {
         )
     }
 
+    /// The only headers of ours every call carries: the service key, twice as the API wants.
+    fn auth_headers(&self) -> [(&'static str, String); 2] {
+        let key = self.service_key.expose();
+        [
+            ("apikey", key.to_string()),
+            ("authorization", format!("Bearer {key}")),
+        ]
+    }
+
     /// A request carrying the service key, and nothing of any client's.
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, url)
-            .header("apikey", self.service_key.expose())
-            .bearer_auth(self.service_key.expose())
+        let mut request = self.client.request(method, url);
+        for (name, value) in self.auth_headers() {
+            request = request.header(name, value);
+        }
+        request
     }
 
     /// Send; bounded by the read timeout until the response headers arrive.
@@ -170,10 +180,9 @@ impl Storage for SupabaseStorage {
         let url = url::Url::parse(&self.object_url("", permit.key()))
             .map_err(|e| StorageError::Config(format!("storage url: {e}")))?;
         // The same headers as `request`: the service key, and nothing of any client's.
-        let key = self.service_key.expose();
-        let bearer = format!("Bearer {key}");
+        let auth = self.auth_headers();
         let range_value = range.map(|r| format!("bytes={}-{}", r.start, r.end));
-        let mut headers = vec![("apikey", key), ("authorization", bearer.as_str())];
+        let mut headers: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
         if let Some(value) = &range_value {
             headers.push(("range", value.as_str()));
         }
