@@ -1,9 +1,9 @@
 //! Authorization (SPEC §3 matrix): (principal, row) -> `Permit` or a denial that looks exactly
 //! like a miss. Pure: no I/O. A `Permit` can only be built here, and storage reads need one.
 
+use crate::attachment::StorageKey;
+use crate::attachment::{AttachmentRow, AttachmentStatus};
 use crate::authn::{Principal, Role};
-use crate::catalog::{AttachmentRow, AttachmentStatus};
-use crate::storage::StorageKey;
 
 /// Proof that the caller may read this row's object.
 #[derive(Debug)]

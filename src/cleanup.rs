@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::attachment::{is_valid_id, STAGED_PREFIX};
 use crate::catalog::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, ClaimedRow};
 use crate::io_runtime;
-use crate::storage::key::{is_valid_id, STAGED_PREFIX};
 use crate::storage::{ListedObject, Storage, StorageError, StorageKey};
 
 /// Rows claimed per statement, and statements per pass: a pass stays short and a backlog is

@@ -1,8 +1,12 @@
 //! One error type for every answer the gateway writes itself. Each variant knows its status,
 //! the snake_case code a client may see, and nothing else leaks: the detail goes to the log.
 
+use pingora::{Error as ProxyError, ErrorSource, ErrorType};
+
 use crate::authn::AuthError;
 use crate::catalog::CatalogError;
+use crate::limits::headers::HeadersTooLarge;
+use crate::limits::{LimitError, Limited};
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,7 @@ pub enum GatewayError {
     Conflict(&'static str),
     /// Over a rate limit or the concurrent-download cap (SPEC §8).
     #[error("rate limited ({})", .0.scope.as_str())]
-    RateLimited(crate::limits::Limited),
+    RateLimited(Limited),
     /// Request headers too large or too many (RFC 6585 §5).
     #[error("request header fields too large ({0})")]
     HeadersTooLarge(&'static str),
@@ -148,5 +152,70 @@ impl GatewayError {
             body["message"] = message.into();
         }
         body.to_string().into_bytes()
+    }
+
+    /// Headers the answer carries besides the JSON body's own, by variant.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::Unauthorized(_) => vec![("www-authenticate", "Bearer".into())],
+            GatewayError::MethodNotAllowed { allow } => vec![("allow", (*allow).into())],
+            GatewayError::RangeNotSatisfiable { size } => vec![(
+                "content-range",
+                crate::http::range::unsatisfied_content_range(*size),
+            )],
+            // RFC 6585 §4 (429) with RFC 9110 §10.2.3 Retry-After in seconds, and the
+            // RateLimit-* fields of draft-ietf-httpapi-ratelimit-headers.
+            GatewayError::RateLimited(limited) => vec![
+                ("retry-after", limited.retry_after_s.to_string()),
+                ("ratelimit-limit", limited.limit.to_string()),
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", limited.reset_s.to_string()),
+            ],
+            GatewayError::ServiceUnavailable(_) => vec![("retry-after", "1".into())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The log line an answered error deserves: refused tokens at `info` (their reason never
+    /// reaches the client), failures of the gateway's own dependencies at `error`.
+    pub fn log(&self, request_id: &str) {
+        match self {
+            GatewayError::Unauthorized(reason) => {
+                tracing::info!(request_id, reason = reason.reason(), "token refused")
+            }
+            GatewayError::Catalog(e) => tracing::error!(request_id, error = %e, "catalog failed"),
+            GatewayError::Internal(e) => tracing::error!(request_id, error = %e, "internal error"),
+            _ => {}
+        }
+    }
+
+    /// What a Pingora failure answers when nothing was written yet; `None` when the client
+    /// is gone and there is no one to answer.
+    pub fn from_proxy(e: &ProxyError) -> Option<GatewayError> {
+        Some(match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(400), _) => GatewayError::BadRequest("bad_request"),
+            (
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+                ErrorSource::Upstream,
+            ) => GatewayError::UpstreamTimeout,
+            (_, ErrorSource::Upstream) => GatewayError::Upstream,
+            (_, ErrorSource::Downstream) => return None,
+            _ => GatewayError::Internal(e.to_string()),
+        })
+    }
+}
+
+impl From<LimitError> for GatewayError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited(limited) => GatewayError::RateLimited(limited),
+            LimitError::Unavailable => GatewayError::ServiceUnavailable("rate_limiter_down"),
+        }
+    }
+}
+
+impl From<HeadersTooLarge> for GatewayError {
+    fn from(e: HeadersTooLarge) -> Self {
+        GatewayError::HeadersTooLarge(e.0)
     }
 }

@@ -5,7 +5,7 @@
 //! (principal, row) into a `Permit`, `http` decides the response policy, `storage` streams the
 //! bytes. `proxy` is the table of contents that calls them in order.
 
-pub mod admin;
+pub mod attachment;
 pub mod authn;
 pub mod authz;
 pub mod catalog;

@@ -12,7 +12,7 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
-use crate::storage::key::is_valid_id;
+use crate::attachment::is_valid_id;
 
 pub const PREFIX: &str = "/api/support-chat/attachments";
 

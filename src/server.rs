@@ -8,11 +8,11 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
 use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::drain::{self, Draining};
 use crate::limits::Limiter;
+use crate::proxy::admin::AdminApp;
 use crate::proxy::Gateway;
 use crate::{catalog, io_runtime, listener, storage, upgrade};
 
@@ -72,7 +72,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     let mut admin = Service::new(
         "admin".to_string(),
         AdminApp {
-            committer: crate::commit::Committer {
+            committer: crate::proxy::commit::Committer {
                 catalog: catalog.clone(),
                 storage: storage.clone(),
                 service_token: config.internal.service_token.clone(),

@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use crate::catalog::{AttachmentRow, AttachmentStatus};
+use crate::attachment::is_valid_id;
+use crate::attachment::StorageKey;
+use crate::attachment::{AttachmentRow, AttachmentStatus};
 use crate::error::GatewayError;
-use crate::storage::key::is_valid_id;
-use crate::storage::StorageKey;
 
 /// Attachments one commit may link (a chat message carries a handful).
 pub const MAX_IDS: usize = 100;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::AttachmentRow;
+use crate::attachment::AttachmentRow;
 use crate::config::HttpConfig;
 use crate::http::{conditional, disposition};
 
@@ -83,7 +83,7 @@ pub fn wants_download(query: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::AttachmentStatus;
+    use crate::attachment::AttachmentStatus;
     use chrono::TimeZone;
 
     fn policy() -> HttpConfig {

@@ -4,7 +4,10 @@
 
 use http::HeaderMap;
 
-use crate::error::GatewayError;
+/// A request over the budget; the reason is a closed set of labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request header fields too large ({0})")]
+pub struct HeadersTooLarge(pub &'static str);
 
 /// Most header fields one request may carry (browsers send ~20).
 pub const MAX_HEADER_COUNT: usize = 100;
@@ -12,16 +15,16 @@ pub const MAX_HEADER_COUNT: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Refuse a request whose headers exceed the budget.
-pub fn check(headers: &HeaderMap) -> Result<(), GatewayError> {
+pub fn check(headers: &HeaderMap) -> Result<(), HeadersTooLarge> {
     if headers.len() > MAX_HEADER_COUNT {
-        return Err(GatewayError::HeadersTooLarge("too_many_headers"));
+        return Err(HeadersTooLarge("too_many_headers"));
     }
     let bytes: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if bytes > MAX_HEADER_BYTES {
-        return Err(GatewayError::HeadersTooLarge("headers_too_large"));
+        return Err(HeadersTooLarge("headers_too_large"));
     }
     Ok(())
 }
@@ -45,12 +48,12 @@ mod tests {
         assert!(check(&map(MAX_HEADER_COUNT, 10)).is_ok());
         assert!(matches!(
             check(&map(MAX_HEADER_COUNT + 1, 1)),
-            Err(GatewayError::HeadersTooLarge("too_many_headers"))
+            Err(HeadersTooLarge("too_many_headers"))
         ));
         assert!(check(&map(1, MAX_HEADER_BYTES - 100)).is_ok());
         assert!(matches!(
             check(&map(1, MAX_HEADER_BYTES)),
-            Err(GatewayError::HeadersTooLarge("headers_too_large"))
+            Err(HeadersTooLarge("headers_too_large"))
         ));
     }
 }

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{LimitsConfig, OnRedisError};
-use crate::error::GatewayError;
 use crate::io_runtime;
 use gcra::Quota;
 use local::{Slots, Window};
@@ -69,6 +68,16 @@ pub struct Limited {
     pub limit: u64,
     /// `RateLimit-Reset`: seconds until that quota is whole again.
     pub reset_s: u64,
+}
+
+/// Why the limiter refused: over a limit, or (with `on_redis_error = "deny"`) its shared store
+/// is down. `error.rs` turns it into the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("rate limited ({})", .0.scope.as_str())]
+    Limited(Limited),
+    #[error("rate limiter unavailable")]
+    Unavailable,
 }
 
 /// Counters for the metrics module.
@@ -148,7 +157,7 @@ impl Limiter {
     /// The cheap per-IP check made before the token is verified: in-process, no Redis.
     /// It never refuses a client the shared limit would admit (it sees a subset of the
     /// requests under the same quota); it stops floods (of bad tokens, say) at no cost.
-    pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), GatewayError> {
+    pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), LimitError> {
         let Some(ip) = ip else { return Ok(()) };
         self.local_ip
             .check(&ip_key(ip))
@@ -157,7 +166,7 @@ impl Limiter {
 
     /// Count one authenticated request (every read, upload, delete...) against the user's and
     /// the IP's quotas: one Redis round trip. Call it right after authentication.
-    pub async fn check_request(&self, user: &str, ip: Option<IpAddr>) -> Result<(), GatewayError> {
+    pub async fn check_request(&self, user: &str, ip: Option<IpAddr>) -> Result<(), LimitError> {
         if let Some(redis) = &self.redis {
             match self.check_redis(redis, user, ip).await {
                 Ok(decided) => return decided,
@@ -177,7 +186,7 @@ impl Limiter {
 
     /// Take one of the user's download slots, for a body long enough to be worth capping
     /// (`limits.lease_over_bytes`). Keep the guard for as long as the response streams.
-    pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, GatewayError> {
+    pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, LimitError> {
         if let Some(redis) = &self.redis {
             let key = format!("agw:cc:{user}");
             let lease = uuid::Uuid::new_v4().simple().to_string();
@@ -220,11 +229,11 @@ impl Limiter {
 
     /// Redis failed: count it and apply `on_redis_error`. `Ok` means decide in-process
     /// (`local`) or let the request through (`allow`); the caller tells them apart.
-    fn fall_back(&self, trouble: redis::RedisTrouble) -> Result<(), GatewayError> {
+    fn fall_back(&self, trouble: redis::RedisTrouble) -> Result<(), LimitError> {
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(error = %trouble, "rate limiter: redis unavailable");
         match self.on_error {
-            OnRedisError::Deny => Err(GatewayError::ServiceUnavailable("rate_limiter_down")),
+            OnRedisError::Deny => Err(LimitError::Unavailable),
             OnRedisError::Allow | OnRedisError::Local => Ok(()),
         }
     }
@@ -235,7 +244,7 @@ impl Limiter {
         redis: &Arc<RedisLimiter>,
         user: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Result<(), GatewayError>, redis::RedisTrouble> {
+    ) -> Result<Result<(), LimitError>, redis::RedisTrouble> {
         let user_key = format!("agw:rl:u:{user}");
         // No IP (a Unix socket peer): a key of its own, shared by all such requests.
         let ip_key = format!("agw:rl:ip:{}", ip.map_or_else(|| "-".to_string(), ip_key));
@@ -261,14 +270,14 @@ impl Limiter {
         })
     }
 
-    fn refuse(&self, scope: Scope, retry_after_ms: u64, reset_ms: u64) -> GatewayError {
+    fn refuse(&self, scope: Scope, retry_after_ms: u64, reset_ms: u64) -> LimitError {
         self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
         let limit = match scope {
             Scope::User => self.user_per_minute,
             Scope::Ip => self.ip_per_minute,
             Scope::Concurrency => self.max_slots.into(),
         };
-        GatewayError::RateLimited(Limited {
+        LimitError::Limited(Limited {
             scope,
             retry_after_s: gcra::whole_seconds(retry_after_ms),
             limit,
@@ -399,7 +408,7 @@ mod tests {
         assert!(limiter.check_ip(ip).is_ok());
         assert!(limiter.check_ip(ip).is_ok());
         match limiter.check_ip(ip) {
-            Err(GatewayError::RateLimited(l)) => {
+            Err(LimitError::Limited(l)) => {
                 assert_eq!(l.scope, Scope::Ip);
                 assert!(l.retry_after_s >= 1);
             }
@@ -407,7 +416,7 @@ mod tests {
         }
         let slot = limiter.take_slot("u").await.unwrap();
         match limiter.take_slot("u").await {
-            Err(GatewayError::RateLimited(l)) => assert_eq!(l.scope, Scope::Concurrency),
+            Err(LimitError::Limited(l)) => assert_eq!(l.scope, Scope::Concurrency),
             other => panic!("{:?}", other.map(|_| ())),
         }
         drop(slot);
@@ -416,7 +425,7 @@ mod tests {
         assert!(limiter.check_request("u", ip).await.is_ok());
         assert!(matches!(
             limiter.check_request("u", ip).await,
-            Err(GatewayError::RateLimited(Limited {
+            Err(LimitError::Limited(Limited {
                 scope: Scope::User,
                 ..
             }))

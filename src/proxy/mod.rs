@@ -10,19 +10,24 @@
 //!           authn::verify ─► limits (user + IP rates) ─► catalog.find_* ─► authz ─► Permit
 //!           ─► conditional (304) ─► range (206/416) ─► offload (302)
 //!           | download slot (long bodies only) ─► storage.get ─► stream
-//!         uploads and discards: upload::stage / upload::discard
+//!         uploads and discards: upload::stage / upload::discard (proxy/upload.rs)
+//! The admin listener's handlers (`admin`, `commit`) live here too: every Pingora session is
+//! driven from this folder.
 //! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
 //! logging ── one JSON access-log line; download metrics (metrics::download_finished)
 //! ```
 //! Each phase is a few lines that call one module; policy lives in pure modules.
 
+pub mod admin;
 mod client_ip;
+pub mod commit;
 pub mod ctx;
 mod forward;
 mod offload;
 pub(crate) mod read;
 mod respond;
 mod routes;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -128,15 +133,8 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_some() {
             return aborted;
         }
-        let err = match (e.etype(), e.esource()) {
-            (ErrorType::HTTPStatus(400), _) => GatewayError::BadRequest("bad_request"),
-            (
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-                ErrorSource::Upstream,
-            ) => GatewayError::UpstreamTimeout,
-            (_, ErrorSource::Upstream) => GatewayError::Upstream,
-            (_, ErrorSource::Downstream) => return aborted,
-            _ => GatewayError::Internal(e.to_string()),
+        let Some(err) = GatewayError::from_proxy(e) else {
+            return aborted;
         };
         ctx.outcome = err.outcome();
         let code = respond::error(session, &err, &ctx.request_id)
@@ -226,7 +224,7 @@ impl Gateway {
             return Ok(());
         }
         session.set_write_timeout(Some(self.config.limits.write_idle_timeout));
-        self.limiter.check_ip(ctx.client_ip)
+        Ok(self.limiter.check_ip(ctx.client_ip)?)
     }
 }
 

@@ -218,7 +218,7 @@ async fn stream(
     if length > gw.config.limits.lease_over_bytes {
         match gw.limiter.take_slot(user_id).await {
             Ok(slot) => ctx.slot = Some(slot),
-            Err(err) => return answer_error(session, ctx, err).await,
+            Err(err) => return answer_error(session, ctx, err.into()).await,
         }
     }
 
@@ -310,18 +310,7 @@ pub(super) async fn answer_error(
     ctx: &mut RequestCtx,
     err: GatewayError,
 ) -> Result<()> {
-    match &err {
-        GatewayError::Unauthorized(reason) => {
-            tracing::info!(request_id = %ctx.request_id, reason = reason.reason(), "token refused")
-        }
-        GatewayError::Catalog(e) => {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "catalog failed")
-        }
-        GatewayError::Internal(e) => {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "internal error")
-        }
-        _ => {}
-    }
+    err.log(&ctx.request_id);
     ctx.outcome = err.outcome();
     respond::error(session, &err, &ctx.request_id).await?;
     Ok(())

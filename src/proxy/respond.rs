@@ -1,4 +1,5 @@
-//! Writing the answers the gateway makes itself (errors, 304, 416): one place, one shape.
+//! Writing the answers the gateway makes itself (errors, 304, 416, upload JSON, the admin
+//! listener's answers): one place, one shape. What an error answers is `GatewayError`'s.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -6,6 +7,15 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use crate::error::GatewayError;
+
+/// What the gateway answers on success: a status and an optional JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Option<serde_json::Value>,
+    /// `Location` of a created resource (RFC 9110 §15.3.2).
+    pub location: Option<String>,
+}
 
 /// Build a response header; a value that is not a valid header value is an internal error.
 pub fn header(status: u16, pairs: &[(&'static str, &str)]) -> Result<ResponseHeader> {
@@ -31,23 +41,8 @@ pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) 
             ("x-request-id", request_id),
         ],
     )?;
-    match err {
-        GatewayError::Unauthorized(_) => resp.insert_header("www-authenticate", "Bearer")?,
-        GatewayError::MethodNotAllowed { allow } => resp.insert_header("allow", *allow)?,
-        GatewayError::RangeNotSatisfiable { size } => resp.insert_header(
-            "content-range",
-            crate::http::range::unsatisfied_content_range(*size),
-        )?,
-        // RFC 6585 §4 (429) with RFC 9110 §10.2.3 Retry-After in seconds, and the
-        // RateLimit-* fields of draft-ietf-httpapi-ratelimit-headers.
-        GatewayError::RateLimited(limited) => {
-            resp.insert_header("retry-after", limited.retry_after_s.to_string())?;
-            resp.insert_header("ratelimit-limit", limited.limit.to_string())?;
-            resp.insert_header("ratelimit-remaining", "0")?;
-            resp.insert_header("ratelimit-reset", limited.reset_s.to_string())?;
-        }
-        GatewayError::ServiceUnavailable(_) => resp.insert_header("retry-after", "1")?,
-        _ => {}
+    for (name, value) in err.headers() {
+        resp.insert_header(name, value)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
@@ -55,11 +50,7 @@ pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) 
 }
 
 /// Answer a successful upload or discard: JSON (or no body) with `no-store`.
-pub async fn json(
-    session: &mut Session,
-    answer: &crate::upload::Answer,
-    request_id: &str,
-) -> Result<()> {
+pub async fn json(session: &mut Session, answer: &Answer, request_id: &str) -> Result<()> {
     let body = answer
         .body
         .as_ref()
@@ -85,4 +76,39 @@ pub async fn json(
         None => session.write_response_header(Box::new(resp), true).await?,
     }
     Ok(())
+}
+
+/// `err` as a whole response, for the admin listener's handlers; `ids` names the ids at fault
+/// (a refused commit).
+pub fn error_response(err: &GatewayError, ids: &[String]) -> http::Response<Vec<u8>> {
+    let mut body = serde_json::json!({ "error": err.code() });
+    if let Some(message) = err.message() {
+        body["message"] = message.into();
+    }
+    if !ids.is_empty() {
+        body["ids"] = serde_json::json!(ids);
+    }
+    let mut resp = json_response(err.status(), &body);
+    for (name, value) in err.headers() {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
+}
+
+/// A JSON response with `no-store`.
+pub fn json_response(status: u16, value: &serde_json::Value) -> http::Response<Vec<u8>> {
+    plain_response(status, "application/json", value.to_string().into_bytes())
+}
+
+/// A response of `content_type` with `no-store` and its length.
+pub fn plain_response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .header("content-length", body.len())
+        .body(body)
+        .expect("static response parts are valid")
 }

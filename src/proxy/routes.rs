@@ -4,7 +4,8 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::{read, respond, Gateway};
+use super::respond::Answer;
+use super::{read, respond, upload, Gateway};
 use crate::authz::Access;
 use crate::error::GatewayError;
 use crate::route::Route;
@@ -26,12 +27,12 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
             attachment_id,
         },
         Route::Upload => {
-            let answer = crate::upload::stage(gw, session, ctx).await;
+            let answer = upload::stage(gw, session, ctx).await;
             return reply(session, ctx, answer).await;
         }
         Route::StagedDelete { attachment_id } => {
             ctx.attachment_id = Some(attachment_id.clone());
-            let answer = crate::upload::discard(gw, session, ctx, &attachment_id).await;
+            let answer = upload::discard(gw, session, ctx, &attachment_id).await;
             return reply(session, ctx, answer).await;
         }
         Route::MethodNotAllowed { allow } => {
@@ -54,7 +55,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
 async fn reply(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    answer: Result<crate::upload::Answer, GatewayError>,
+    answer: Result<Answer, GatewayError>,
 ) -> Result<()> {
     match answer {
         Ok(answer) => {

@@ -19,8 +19,8 @@ use futures_util::StreamExt;
 use moka::sync::Cache;
 
 use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
+use crate::attachment::AttachmentRow;
 use crate::authz::Permit;
-use crate::catalog::AttachmentRow;
 use crate::http::range::ByteRange;
 use crate::metrics;
 

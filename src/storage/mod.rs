@@ -4,7 +4,6 @@
 //! `storage.memory_cache_object_bytes` (64 KiB by default) held by the `memory` cache.
 
 pub mod fs;
-pub mod key;
 pub mod memory;
 pub mod reader;
 pub mod s3;
@@ -19,10 +18,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub use crate::attachment::{key, StorageKey};
 use crate::authz::Permit;
 use crate::config::{StorageConfig, StorageProvider};
 use crate::http::range::ByteRange;
-pub use key::StorageKey;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send + 'static>>;
 

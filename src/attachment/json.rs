@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::catalog::{AttachmentRow, AttachmentStatus};
+use super::{AttachmentRow, AttachmentStatus};
 
 /// The public path of an attachment's preview (staged) or read (linked) route.
 pub fn read_path(row: &AttachmentRow) -> String {

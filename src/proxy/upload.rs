@@ -1,42 +1,26 @@
 //! Staging an upload (SPEC §3 "Upload") and discarding one, called from the public listener's
-//! `request_filter`: authenticate -> limits -> head checks (`policy`) -> `100 Continue` ->
-//! leading bytes (`sniff`) -> stream the body to storage -> insert the `UPLOADED` row.
+//! `request_filter`: authenticate -> limits -> head checks (`upload::policy`) -> `100 Continue`
+//! -> leading bytes (`upload::sniff`) -> the body into `upload::store` -> the `201`.
 //!
 //! The body is never held whole: chunks cross a small bounded channel from the connection's
-//! task to a writer task on the I/O runtime, so a slow store slows the client down (TCP
-//! backpressure) instead of filling memory. The writer owns the outcome: an object is kept only
-//! if its row was inserted, so a cut, overlong or refused body leaves neither.
-
-pub mod json;
-pub mod policy;
-pub mod sniff;
+//! task to the writer task (`upload::store`) on the I/O runtime, so a slow store slows the
+//! client down (TCP backpressure) instead of filling memory.
 
 use bytes::Bytes;
-use chrono::Utc;
 use pingora::proxy::Session;
 use tokio::sync::mpsc;
 
-use crate::authn::Principal;
-use crate::catalog::{AttachmentRow, AttachmentStatus, Catalog, NewAttachment};
+use super::respond::Answer;
+use super::{read, Gateway, RequestCtx};
 use crate::error::GatewayError;
 use crate::io_runtime;
-use crate::proxy::{read, Gateway, RequestCtx};
-use crate::storage::{ByteStream, Storage, StorageError, StorageKey};
-use policy::{Accepted, UploadHead};
-use std::sync::Arc;
+use crate::storage::StorageError;
+use crate::upload::policy::{self, Accepted, UploadHead};
+use crate::upload::{sniff, store};
 
 /// Chunks in flight between the connection and the storage writer. Pingora hands over reads
 /// of at most a few tens of KiB, so an upload buffers well under a MiB whatever its size.
 const CHANNEL_CHUNKS: usize = 8;
-
-/// What the gateway answers on success: a status and an optional JSON body.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Option<serde_json::Value>,
-    /// `Location` of a created resource (RFC 9110 §15.3.2).
-    pub location: Option<String>,
-}
 
 /// `POST /api/support-chat/attachments?filename=...`: stage one file.
 pub async fn stage(
@@ -64,10 +48,10 @@ pub async fn stage(
         return Err(GatewayError::UnsupportedMediaType("signature_mismatch"));
     }
 
-    let row = new_row(&principal, &accepted);
+    let row = store::new_row(&principal, &accepted);
     ctx.attachment_id = Some(row.id.clone());
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let writer = io_runtime::runtime().spawn(store(
+    let writer = io_runtime::runtime().spawn(store::store(
         gw.storage.clone(),
         gw.catalog.clone(),
         row.clone(),
@@ -82,11 +66,11 @@ pub async fn stage(
     stored?;
     crate::metrics::upload_finished(row.size_bytes);
     tracing::info!(request_id = %ctx.request_id, attachment_id = %row.id, bytes = row.size_bytes, "upload staged");
-    let row = staged_row(row);
+    let row = store::staged_row(row);
     Ok(Answer {
         status: 201,
-        location: Some(json::read_path(&row)),
-        body: Some(json::staged(&row)),
+        location: Some(crate::attachment::json::read_path(&row)),
+        body: Some(crate::attachment::json::staged(&row)),
     })
 }
 
@@ -104,24 +88,9 @@ pub async fn discard(
         .await?;
     let (catalog, storage) = (gw.catalog.clone(), gw.storage.clone());
     let (id, user) = (attachment_id.to_owned(), principal.user_id);
-    io_runtime::run(async move {
-        let path = catalog
-            .delete_staged(&id, &user)
-            .await?
-            .ok_or(GatewayError::NotFound("missing_or_denied"))?;
-        // The row goes first: should the object survive (storage down, crash), it is an
-        // orphan under the staged prefix, which cleanup removes once it is older than the TTL.
-        match StorageKey::parse(&path) {
-            Ok(key) => {
-                if let Err(e) = storage.delete(&key).await {
-                    crate::metrics::storage_error(&e);
-                    tracing::warn!(attachment_id = %id, error = %e, "discarded object left for cleanup");
-                }
-            }
-            Err(e) => tracing::error!(attachment_id = %id, error = %e, "discarded row had a bad storagePath"),
-        }
-        Ok::<_, GatewayError>(())
-    })
+    io_runtime::run(
+        async move { store::discard(catalog.as_ref(), storage.as_ref(), &id, &user).await },
+    )
     .await
     .map_err(|e| GatewayError::Internal(e.to_string()))??;
     ctx.outcome = "discarded";
@@ -243,77 +212,5 @@ async fn pump(
             Err(answer)
         }
         None => Ok(()),
-    }
-}
-
-/// The writer: stream to storage, then insert the row. Runs on the I/O runtime to the end even
-/// if the request is gone, so that a stored object without a row is always removed.
-async fn store(
-    storage: Arc<dyn Storage>,
-    catalog: Arc<dyn Catalog>,
-    row: NewAttachment,
-    rx: mpsc::Receiver<Result<Bytes, StorageError>>,
-) -> Result<(), GatewayError> {
-    let key = StorageKey::staged(&row.created_by_user_id, &row.id);
-    let put = storage
-        .put(&key, &row.mime_type, row.size_bytes, receiver_stream(rx))
-        .await;
-    let result = match put {
-        Ok(()) => catalog
-            .insert_staged(&row)
-            .await
-            .map_err(GatewayError::from),
-        Err(e) => {
-            crate::metrics::storage_error(&e);
-            Err(GatewayError::from(e))
-        }
-    };
-    if let Err(err) = &result {
-        tracing::warn!(attachment_id = %row.id, error = %err, "upload not stored");
-        if let Err(e) = storage.delete(&key).await {
-            // Left under the staged prefix with no row: cleanup's orphan sweep removes it.
-            tracing::warn!(attachment_id = %row.id, error = %e, "partial upload left for cleanup");
-        }
-    }
-    result
-}
-
-fn receiver_stream(rx: mpsc::Receiver<Result<Bytes, StorageError>>) -> ByteStream {
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
-}
-
-/// A fresh id (`[0-9a-f]{32}`, a valid path id) and the row to insert once stored.
-fn new_row(who: &Principal, accepted: &Accepted) -> NewAttachment {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    NewAttachment {
-        storage_path: StorageKey::staged(&who.user_id, &id).as_str().to_owned(),
-        id,
-        dialog_id: None,
-        message_id: None,
-        mime_type: accepted.mime_type.clone(),
-        size_bytes: accepted.length,
-        original_name: accepted.original_name.clone(),
-        created_by_user_id: who.user_id.clone(),
-        status: AttachmentStatus::Uploaded,
-        created_at: crate::catalog::query::truncate_to_millis(Utc::now()),
-    }
-}
-
-fn staged_row(row: NewAttachment) -> AttachmentRow {
-    AttachmentRow {
-        id: row.id,
-        dialog_id: None,
-        message_id: None,
-        storage_path: row.storage_path,
-        mime_type: row.mime_type,
-        size_bytes: row.size_bytes,
-        original_name: row.original_name,
-        created_by_user_id: row.created_by_user_id,
-        status: AttachmentStatus::Uploaded,
-        created_at: row.created_at,
-        linked_at: None,
-        dialog_owner_id: None,
     }
 }

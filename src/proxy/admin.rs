@@ -1,5 +1,5 @@
 //! The admin listener (private network only): `/healthz`, `/readyz`, `/metrics`, and the
-//! app's `POST /internal/attachments/commit` (see `commit`).
+//! app's `POST /internal/attachments/commit` (see `proxy::commit`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,8 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use super::commit::Committer;
+use super::respond::{json_response, plain_response};
 use crate::catalog::Catalog;
 use crate::io_runtime;
 use crate::limits::Limiter;
@@ -22,7 +24,7 @@ pub struct AdminApp {
     pub storage: Arc<dyn Storage>,
     pub limiter: Arc<Limiter>,
     /// `POST /internal/attachments/commit`.
-    pub committer: crate::commit::Committer,
+    pub committer: Committer,
 }
 
 #[async_trait]
@@ -30,14 +32,14 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/healthz" => json(200, serde_json::json!({ "status": "ok" })),
+            "/healthz" => json_response(200, &serde_json::json!({ "status": "ok" })),
             "/readyz" => self.readiness().await,
             "/internal/attachments/commit" => self.committer.serve(session).await,
             "/metrics" => metrics(&crate::metrics::Snapshot {
                 cache: self.catalog.cache_stats(),
                 limits: self.limiter.stats(),
             }),
-            _ => json(404, serde_json::json!({ "error": "not_found" })),
+            _ => json_response(404, &serde_json::json!({ "error": "not_found" })),
         }
     }
 }
@@ -70,12 +72,12 @@ impl AdminApp {
         .filter_map(|(name, ok)| (!ok).then_some(name))
         .collect();
         if failing.is_empty() {
-            json(200, serde_json::json!({ "status": "ready" }))
+            json_response(200, &serde_json::json!({ "status": "ready" }))
         } else {
             tracing::warn!(?failing, "not ready");
-            json(
+            json_response(
                 503,
-                serde_json::json!({ "status": "not_ready", "failing": failing }),
+                &serde_json::json!({ "status": "not_ready", "failing": failing }),
             )
         }
     }
@@ -83,24 +85,10 @@ impl AdminApp {
 
 fn metrics(snapshot: &crate::metrics::Snapshot<'_>) -> Response<Vec<u8>> {
     match crate::metrics::render(snapshot) {
-        Ok(body) => respond(200, prometheus::TEXT_FORMAT, body),
+        Ok(body) => plain_response(200, prometheus::TEXT_FORMAT, body),
         Err(e) => {
             tracing::error!(error = %e, "encoding metrics");
-            json(500, serde_json::json!({ "error": "internal_error" }))
+            json_response(500, &serde_json::json!({ "error": "internal_error" }))
         }
     }
-}
-
-fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
-    respond(status, "application/json", value.to_string().into_bytes())
-}
-
-fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .header("cache-control", "no-store")
-        .header("content-length", body.len())
-        .body(body)
-        .expect("static response parts are valid")
 }
