@@ -1,11 +1,27 @@
 //! The validator's working state: the problems found so far, and access to what lies outside
 //! the file (environment variables, files) with the key-naming checks every section shares.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::load::Problem;
 use super::Secret;
+
+/// One problem with the config: the key it concerns and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key (`server.listen`, `auth.public_keys[0].pem_file`), an environment variable
+    /// name, or the file position of a TOML syntax error.
+    pub key: String,
+    /// Never contains a secret value.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
 
 /// Collects problems and resolves what lies outside the file: environment variables, files.
 pub(super) struct Checker<'a> {

@@ -12,29 +12,13 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::checker::Checker;
+use super::checker::{Checker, Problem};
 use super::raw::{RawConfig, SECRET_KEYS};
 use super::validate;
 use super::Config;
 
 /// The embedded config `attachment-gateway demo` runs with.
 pub const DEMO_TOML: &str = include_str!("../../conf/demo.toml");
-
-/// One problem with the config: the key it concerns and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key (`server.listen`, `auth.public_keys[0].pem_file`), an environment variable
-    /// name, or the file position of a TOML syntax error.
-    pub key: String,
-    /// Never contains a secret value.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
 
 /// Every problem found in one config; `Display` prints one line per problem.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,8 @@ mod render;
 mod tests;
 mod validate;
 
-pub use load::{from_toml_str, load, load_demo, ConfigErrors, Problem, DEMO_TOML};
+pub use checker::Problem;
+pub use load::{from_toml_str, load, load_demo, ConfigErrors, DEMO_TOML};
 pub use render::{redact_url, render_redacted};
 
 use std::net::{IpAddr, SocketAddr};
@@ -360,15 +361,8 @@ pub struct StorageConfig {
     pub memory_cache_object_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub cache_max_age_s: u64,
-    /// Full reads above this are refused; ranges keep working.
-    pub max_object_bytes: u64,
-    /// MIME types (or `type/*` wildcards) shown inline.
-    pub inline_types: Vec<String>,
-    pub cross_origin_resource_policy: String,
-}
+/// `[http]` validated: the response policy the pure `http` module applies.
+pub use crate::http::HttpConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnRedisError {

@@ -2,9 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::{conditional, disposition, HttpConfig};
 use crate::attachment::AttachmentRow;
-use crate::config::HttpConfig;
-use crate::http::{conditional, disposition};
 
 /// A header list ready to be written.
 pub type HeaderList = Vec<(&'static str, String)>;

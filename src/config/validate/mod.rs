@@ -3,6 +3,8 @@
 //! run reports everything that is wrong. Reading the TOML itself is `load`'s job.
 
 mod auth;
+mod endpoint;
+mod s3;
 mod storage;
 mod supabase;
 

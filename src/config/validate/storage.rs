@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::checker::Checker;
 use super::super::raw::RawStorage;
-use super::super::{S3Config, ServerSideEncryption, StorageConfig, StorageProvider};
+use super::super::{StorageConfig, StorageProvider};
 
 pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
     let ms = |n: u64| Duration::from_millis(n);
@@ -114,7 +114,7 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
         "s3" => {
             not_for(&supabase_keys, "supabase");
             not_for(&[("root", raw.root.is_some())], "fs");
-            s3(raw, c).map_or_else(fs_default, StorageProvider::S3)
+            super::s3::section(raw, c).map_or_else(fs_default, StorageProvider::S3)
         }
         "supabase" => {
             not_for(&s3_keys, "s3");
@@ -138,144 +138,4 @@ pub(super) fn section(raw: RawStorage, c: &mut Checker) -> StorageConfig {
         memory_cache_bytes,
         memory_cache_object_bytes,
     }
-}
-
-fn s3(raw: RawStorage, c: &mut Checker) -> Option<S3Config> {
-    let endpoint = base_url(c, "storage.endpoint", "s3", raw.endpoint.as_deref());
-    let region = c.non_empty("storage.region", raw.region, "us-east-1");
-    let bucket = bucket(c, "s3", raw.bucket, 255);
-    let access_key_id = c.secret(
-        "storage.access_key_id",
-        raw.access_key_id,
-        raw.access_key_id_env,
-        raw.access_key_id_file,
-    );
-    let secret_access_key = c.secret(
-        "storage.secret_access_key",
-        raw.secret_access_key,
-        raw.secret_access_key_env,
-        raw.secret_access_key_file,
-    );
-    for (key, value) in [
-        ("storage.access_key_id", &access_key_id),
-        ("storage.secret_access_key", &secret_access_key),
-    ] {
-        if value.is_none() && !c.reported(key) {
-            c.problem(
-                key,
-                format!("is required for storage.provider = \"s3\" (or {key}_env / {key}_file)"),
-            );
-        }
-    }
-    let ca_file = raw.ca_file.map(|p| c.existing_file("storage.ca_file", &p));
-    let sse = sse(raw.sse, raw.sse_kms_key_id, c);
-    Some(S3Config {
-        endpoint: endpoint?,
-        region,
-        bucket: bucket?,
-        path_style: raw.path_style.unwrap_or(false),
-        access_key_id: access_key_id?,
-        secret_access_key: secret_access_key?,
-        ca_file,
-        sse,
-    })
-}
-
-/// `storage.sse` = "AES256" | "aws:kms" (+ optional `storage.sse_kms_key_id`).
-fn sse(
-    mode: Option<String>,
-    kms_key_id: Option<String>,
-    c: &mut Checker,
-) -> Option<ServerSideEncryption> {
-    let chosen = match mode.as_deref() {
-        None => None,
-        Some("AES256") => Some(ServerSideEncryption::Aes256),
-        Some("aws:kms") => Some(ServerSideEncryption::Kms {
-            key_id: kms_key_id.clone(),
-        }),
-        Some(other) => {
-            c.problem(
-                "storage.sse",
-                format!("{other:?} must be \"AES256\" or \"aws:kms\""),
-            );
-            None
-        }
-    };
-    match &kms_key_id {
-        Some(id) if id.is_empty() || http::HeaderValue::from_str(id).is_err() => c.problem(
-            "storage.sse_kms_key_id",
-            "must be a non-empty key id or ARN",
-        ),
-        Some(_) if mode.as_deref() != Some("aws:kms") => c.problem(
-            "storage.sse_kms_key_id",
-            "only used with storage.sse = \"aws:kms\"",
-        ),
-        _ => {}
-    }
-    chosen
-}
-
-/// Bytes S3-compatible services accept in bucket names (AWS's own rules are stricter; the
-/// service itself has the last word).
-/// A provider's base URL: required, http(s), with a host and no credentials, query or
-/// fragment (request paths are appended to it, and credentials belong in the secret keys).
-pub(super) fn base_url(
-    c: &mut Checker,
-    key: &str,
-    provider: &str,
-    value: Option<&str>,
-) -> Option<url::Url> {
-    let Some(value) = value else {
-        c.problem(
-            key,
-            format!("is required for storage.provider = \"{provider}\""),
-        );
-        return None;
-    };
-    match url::Url::parse(value) {
-        Ok(url)
-            if matches!(url.scheme(), "http" | "https")
-                && url.host().is_some()
-                && url.username().is_empty()
-                && url.password().is_none()
-                && url.query().is_none()
-                && url.fragment().is_none() =>
-        {
-            Some(url)
-        }
-        _ => {
-            c.problem(
-                key,
-                format!("{value:?} is not an http(s) URL without credentials, query or fragment"),
-            );
-            None
-        }
-    }
-}
-
-/// `storage.bucket`: required, at most `max_len` bytes of the characters bucket names allow.
-pub(super) fn bucket(
-    c: &mut Checker,
-    provider: &str,
-    value: Option<String>,
-    max_len: usize,
-) -> Option<String> {
-    match value {
-        None => {
-            c.problem(
-                "storage.bucket",
-                format!("is required for storage.provider = \"{provider}\""),
-            );
-            None
-        }
-        Some(b) if b.is_empty() || b.len() > max_len || !b.bytes().all(bucket_byte) => {
-            c.problem("storage.bucket", format!("{b:?} is not a bucket name"));
-            None
-        }
-        Some(b) => Some(b),
-    }
-}
-
-fn bucket_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
 }
