@@ -27,6 +27,7 @@ mod offload;
 pub(crate) mod read;
 mod respond;
 mod routes;
+mod stream;
 mod upload;
 
 use std::net::SocketAddr;
@@ -71,7 +72,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.identify(session, ctx);
         if let Err(err) = self.admit(session, ctx) {
-            read::answer_error(session, ctx, err).await?;
+            respond::answer_error(session, ctx, err).await?;
             return Ok(true);
         }
         if ctx.route == Route::Passthrough {

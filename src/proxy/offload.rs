@@ -13,7 +13,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::{read, respond, Gateway};
+use super::{respond, Gateway};
 use crate::authz::Permit;
 use crate::config::StorageConfig;
 use crate::error::GatewayError;
@@ -66,7 +66,7 @@ pub async fn redirect(
                 metrics::storage_error(e);
             }
             tracing::warn!(error = %err, "signing an offload URL failed");
-            return read::answer_error(session, ctx, err).await;
+            return respond::answer_error(session, ctx, err).await;
         }
     };
     let resp = respond::header(

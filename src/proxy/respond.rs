@@ -6,6 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::ctx::RequestCtx;
 use crate::error::GatewayError;
 
 /// What the gateway answers on success: a status and an optional JSON body.
@@ -47,6 +48,18 @@ pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) 
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(status)
+}
+
+/// Answer `err` for this request: its log line, its outcome label, its JSON.
+pub async fn answer_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    err: GatewayError,
+) -> Result<()> {
+    err.log(&ctx.request_id);
+    ctx.outcome = err.outcome();
+    error(session, &err, &ctx.request_id).await?;
+    Ok(())
 }
 
 /// Answer a successful upload or discard: JSON (or no body) with `no-store`.

@@ -36,15 +36,15 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
             return reply(session, ctx, answer).await;
         }
         Route::MethodNotAllowed { allow } => {
-            return read::answer_error(session, ctx, GatewayError::MethodNotAllowed { allow })
+            return respond::answer_error(session, ctx, GatewayError::MethodNotAllowed { allow })
                 .await;
         }
         Route::BadRequest => {
-            return read::answer_error(session, ctx, GatewayError::BadRequest("malformed_path"))
+            return respond::answer_error(session, ctx, GatewayError::BadRequest("malformed_path"))
                 .await;
         }
         Route::NotFound | Route::Passthrough => {
-            return read::answer_error(session, ctx, GatewayError::NotFound("no_route")).await;
+            return respond::answer_error(session, ctx, GatewayError::NotFound("no_route")).await;
         }
     };
     ctx.attachment_id = Some(target.attachment_id.clone());
@@ -64,7 +64,7 @@ async fn reply(
             }
             respond::json(session, &answer, &ctx.request_id).await?;
         }
-        Err(err) => read::answer_error(session, ctx, err).await?,
+        Err(err) => respond::answer_error(session, ctx, err).await?,
     }
     Ok(())
 }
