@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod postgres;
 pub mod query;
+pub mod sql;
 pub mod sqlite;
 pub mod staging;
 

@@ -52,7 +52,8 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    fn at(self, n: usize) -> String {
+    /// Parameter `n` (1-based) in this engine's spelling.
+    pub(super) fn at(self, n: usize) -> String {
         match self {
             Placeholder::Dollar => format!("${n}"),
             Placeholder::Question => format!("?{n}"),

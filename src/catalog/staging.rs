@@ -60,7 +60,7 @@ pub struct StagingSql {
 
 impl StagingSql {
     fn new(p: Placeholder) -> Self {
-        let at = |n: usize| param(p, n);
+        let at = |n: usize| p.at(n);
         let insert_staged = format!(
             "INSERT INTO \"ChatAttachment\" (\"id\", \"dialogId\", \"messageId\", \
              \"storagePath\", \"mimeType\", \"sizeBytes\", \"originalName\", \
@@ -134,8 +134,8 @@ impl StagingSql {
         format!(
             "UPDATE \"ChatAttachment\" SET \"dialogId\" = {} WHERE \"status\" = 'UPLOADED' \
              AND \"createdByUserId\" = {} AND \"id\" IN ({})",
-            param(p, 1),
-            param(p, 2),
+            p.at(1),
+            p.at(2),
             list(p, 3, n)
         )
     }
@@ -152,17 +152,10 @@ pub fn sql(p: Placeholder) -> &'static StagingSql {
     }
 }
 
-fn param(p: Placeholder, n: usize) -> String {
-    match p {
-        Placeholder::Dollar => format!("${n}"),
-        Placeholder::Question => format!("?{n}"),
-    }
-}
-
 /// `first, first+1, ... first+n-1` as placeholders, comma separated.
 fn list(p: Placeholder, first: usize, n: usize) -> String {
     (first..first + n)
-        .map(|i| param(p, i))
+        .map(|i| p.at(i))
         .collect::<Vec<_>>()
         .join(", ")
 }

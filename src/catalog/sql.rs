@@ -1,0 +1,295 @@
+//! The SQL catalog, written once for every engine: a sqlx pool, the shared statements of
+//! `query` and `staging`, and row decoding. What differs per engine (pool, timestamps,
+//! migrations, the cleanup lock) is a `Dialect`, in `postgres` and `sqlite`; no caching here.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use super::query::{self, Identifier, Placeholder, Queries, RawRow};
+use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest};
+use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
+use crate::config::CatalogConfig;
+
+/// A row of engine `D`.
+pub type DialectRow<D> = <<D as Dialect>::Db as Database>::Row;
+
+/// A statement of engine `D` with its parameters bound so far.
+type SqlQuery<'q, D> =
+    sqlx::query::Query<'q, <D as Dialect>::Db, <<D as Dialect>::Db as Database>::Arguments<'q>>;
+
+/// Everything one engine does its own way. The SQL text itself is shared; only its parameter
+/// marker (and what `staging` derives from it) depends on the engine.
+pub trait Dialect: Send + Sync + 'static {
+    type Db: Database;
+    /// How a timestamp is bound: the schema stores UTC at millisecond precision, each engine
+    /// in its own column type.
+    type Time: for<'q> Encode<'q, Self::Db> + Type<Self::Db> + Send + 'static;
+
+    const PLACEHOLDER: Placeholder;
+
+    /// The pool `cfg` describes. Await it on the runtime that will drive the pool.
+    fn connect(
+        cfg: &CatalogConfig,
+    ) -> impl Future<Output = Result<Pool<Self::Db>, CatalogError>> + Send;
+    fn migrator() -> &'static Migrator;
+    fn to_sql_time(t: DateTime<Utc>) -> Self::Time;
+    /// `created_at` and `linked_at` of a selected row.
+    fn times(
+        row: &DialectRow<Self>,
+    ) -> Result<(DateTime<Utc>, Option<DateTime<Utc>>), CatalogError>;
+    /// sqlx has no engine-neutral accessor for this.
+    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
+    /// Become the one instance running a cleanup pass; `None` when another one is.
+    fn try_cleanup_lock(
+        pool: &Pool<Self::Db>,
+    ) -> impl Future<Output = Result<Option<CleanupLock>, CatalogError>> + Send;
+}
+
+pub struct SqlCatalog<D: Dialect> {
+    pool: Pool<D::Db>,
+    sql: Queries,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> SqlCatalog<D> {
+    /// The engine's pool for `cfg` (see `Dialect::connect` for when it dials).
+    pub async fn connect(cfg: &CatalogConfig) -> Result<Self, CatalogError> {
+        let pool = D::connect(cfg).await?;
+        Self::with_pool(pool, &cfg.dialog_table, &cfg.dialog_owner_column)
+    }
+
+    /// A catalog over an existing pool (tests, tools).
+    pub fn with_pool(
+        pool: Pool<D::Db>,
+        dialog_table: &str,
+        owner_column: &str,
+    ) -> Result<Self, CatalogError> {
+        let table = Identifier::new("dialog_table", dialog_table)?;
+        let owner = Identifier::new("dialog_owner_column", owner_column)?;
+        Ok(SqlCatalog {
+            pool,
+            sql: Queries::new(&table, &owner, D::PLACEHOLDER),
+            dialect: PhantomData,
+        })
+    }
+
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.pool
+    }
+}
+
+fn decode<D: Dialect>(row: &DialectRow<D>) -> Result<AttachmentRow, CatalogError>
+where
+    for<'a> &'a str: ColumnIndex<DialectRow<D>>,
+    for<'r> String: Decode<'r, D::Db> + Type<D::Db>,
+    for<'r> i64: Decode<'r, D::Db> + Type<D::Db>,
+{
+    let (created_at, linked_at) = D::times(row)?;
+    RawRow {
+        id: row.try_get("id")?,
+        dialog_id: row.try_get("dialog_id")?,
+        message_id: row.try_get("message_id")?,
+        storage_path: row.try_get("storage_path")?,
+        mime_type: row.try_get("mime_type")?,
+        size_bytes: row.try_get("size_bytes")?,
+        original_name: row.try_get("original_name")?,
+        created_by_user_id: row.try_get("created_by_user_id")?,
+        status: row.try_get("status")?,
+        created_at,
+        linked_at,
+        owner: row.try_get("owner")?,
+    }
+    .check()
+}
+
+/// Bind what an upsert and a staged insert both write after their leading columns, in this
+/// order: storagePath, mimeType, sizeBytes, originalName, createdByUserId, createdAt.
+fn bind_file<'q, D: Dialect>(
+    q: SqlQuery<'q, D>,
+    row: &'q NewAttachment,
+) -> Result<SqlQuery<'q, D>, CatalogError>
+where
+    for<'a> String: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> i64: Encode<'a, D::Db> + Type<D::Db>,
+{
+    Ok(q.bind(&row.storage_path)
+        .bind(&row.mime_type)
+        .bind(query::size_to_sql(&row.id, row.size_bytes)?)
+        .bind(&row.original_name)
+        .bind(&row.created_by_user_id)
+        .bind(D::to_sql_time(row.created_at)))
+}
+
+// The bounds say what sqlx must offer for `D::Db`: both engines meet them; none is implied by
+// `Database` alone.
+#[async_trait]
+impl<D: Dialect> Catalog for SqlCatalog<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    <D::Db as Database>::Connection: Migrate,
+    for<'a> &'a str: ColumnIndex<DialectRow<D>>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+{
+    async fn find_linked(
+        &self,
+        dialog_id: &str,
+        attachment_id: &str,
+    ) -> Result<Option<AttachmentRow>, CatalogError> {
+        let row = sqlx::query(&self.sql.find_linked)
+            .bind(attachment_id)
+            .bind(dialog_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::<D>).transpose()
+    }
+
+    async fn find_staged(
+        &self,
+        attachment_id: &str,
+    ) -> Result<Option<AttachmentRow>, CatalogError> {
+        let row = sqlx::query(&self.sql.find_staged)
+            .bind(attachment_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::<D>).transpose()
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), CatalogError> {
+        D::migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_dialog(
+        &self,
+        dialog_id: &str,
+        owner_user_id: &str,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(&self.sql.upsert_dialog)
+            .bind(dialog_id)
+            .bind(owner_user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_attachment(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        let q = sqlx::query(self.sql.upsert_attachment(row.status))
+            .bind(&row.id)
+            .bind(&row.dialog_id)
+            .bind(&row.message_id);
+        bind_file::<D>(q, row)?.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
+        let q = sqlx::query(&staging::sql(D::PLACEHOLDER).insert_staged).bind(&row.id);
+        bind_file::<D>(q, row)?.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn delete_staged(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        let row = sqlx::query(&staging::sql(D::PLACEHOLDER).delete_staged)
+            .bind(attachment_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("storage_path")).transpose()?)
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<AttachmentRow>, CatalogError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let text = staging::sql(D::PLACEHOLDER).find_many(D::PLACEHOLDER, chunk.len());
+            let mut q = sqlx::query(&text);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.push(decode::<D>(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_commit_target(
+        &self,
+        user_id: &str,
+        dialog_id: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError> {
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let sql = staging::sql(D::PLACEHOLDER);
+            let text = sql.mark_commit_target(D::PLACEHOLDER, chunk.len());
+            let mut q = sqlx::query(&text).bind(dialog_id).bind(user_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, path) in &link.rows {
+            let done = sqlx::query(&staging::sql(D::PLACEHOLDER).link_one)
+                .bind(&link.dialog_id)
+                .bind(&link.message_id)
+                .bind(path)
+                .bind(D::to_sql_time(link.linked_at))
+                .bind(id)
+                .bind(&link.user_id)
+                .execute(&mut *tx)
+                .await?;
+            if D::rows_affected(&done) != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_expired_staged(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let rows = sqlx::query(&staging::sql(D::PLACEHOLDER).claim_expired)
+            .bind(D::to_sql_time(cutoff))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedRow {
+                    id: r.try_get("id")?,
+                    storage_path: r.try_get("storage_path")?,
+                    dialog_id: r.try_get("dialog_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
+        D::try_cleanup_lock(&self.pool).await
+    }
+}
