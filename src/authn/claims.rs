@@ -218,7 +218,7 @@ mod tests {
         cfg.user_claim = "uid".to_owned();
         cfg.role_claim = "app_role".to_owned();
         cfg.permissions_claim = "scopes".to_owned();
-        let auth = Authenticator::new(&cfg).unwrap();
+        let auth = Authenticator::new(&cfg);
         let custom = json!({
             "uid": "u-7",
             "app_role": "STAFF",

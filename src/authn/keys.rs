@@ -1,12 +1,12 @@
 //! Which key verifies a token: the HMAC secret for HS*, else the public key its `kid` names,
-//! bound to one algorithm. The secret and the PEM keys are parsed here, once, at start.
+//! bound to one algorithm. Keys arrive parsed from `config`; nothing here reads a PEM.
 
 use jsonwebtoken::DecodingKey;
 
-use super::{AuthConfigError, AuthError};
-use crate::config::{AuthConfig, JwtAlgorithm, PublicKeyConfig};
+use super::AuthError;
+use crate::config::{AuthConfig, JwtAlgorithm};
 
-/// A public key parsed once at start, bound to the one algorithm it may verify.
+/// A public key, bound to the one algorithm it may verify.
 struct PublicKey {
     kid: String,
     alg: JwtAlgorithm,
@@ -21,17 +21,25 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    /// Parses the secret and every PEM key once; each key must fit the allowed algorithms, and
-    /// every allowed asymmetric algorithm must have a key.
-    pub(super) fn new(cfg: &AuthConfig) -> Result<Keys, AuthConfigError> {
-        let hmac = hmac_key(cfg)?;
-        let public = public_keys(cfg)?;
-        for &alg in &cfg.algorithms {
-            if !alg.is_hmac() && !public.iter().any(|k| k.alg == alg) {
-                return Err(AuthConfigError::NoKeyForAlgorithm(alg));
-            }
-        }
-        Ok(Keys { hmac, public })
+    /// The secret's length, and that it is set when HS* is allowed, are config's to judge
+    /// (RFC 7518 §3.2).
+    pub(super) fn new(cfg: &AuthConfig) -> Keys {
+        let hmac_allowed = cfg.algorithms.iter().any(|a| a.is_hmac());
+        let hmac = cfg
+            .hs_secret
+            .as_ref()
+            .filter(|_| hmac_allowed)
+            .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
+        let public = cfg
+            .public_keys
+            .iter()
+            .map(|k| PublicKey {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                key: k.key.clone(),
+            })
+            .collect();
+        Keys { hmac, public }
     }
 
     pub(super) fn has_hmac(&self) -> bool {
@@ -81,71 +89,6 @@ impl Keys {
     }
 }
 
-/// The secret's length is judged by config validation (RFC 7518 §3.2); here it only has to
-/// exist when an HS* algorithm is allowed.
-fn hmac_key(cfg: &AuthConfig) -> Result<Option<DecodingKey>, AuthConfigError> {
-    let Some(&hmac) = cfg.algorithms.iter().find(|a| a.is_hmac()) else {
-        return Ok(None);
-    };
-    let secret = cfg
-        .hs_secret
-        .as_ref()
-        .ok_or(AuthConfigError::MissingHsSecret(hmac))?;
-    Ok(Some(DecodingKey::from_secret(secret.expose().as_bytes())))
-}
-
-fn public_keys(cfg: &AuthConfig) -> Result<Vec<PublicKey>, AuthConfigError> {
-    let mut keys: Vec<PublicKey> = Vec::with_capacity(cfg.public_keys.len());
-    for entry in &cfg.public_keys {
-        if keys.iter().any(|k| k.kid == entry.kid) {
-            return Err(AuthConfigError::DuplicateKid(entry.kid.clone()));
-        }
-        if entry.alg.is_hmac() {
-            return Err(AuthConfigError::HmacPublicKey {
-                kid: entry.kid.clone(),
-                alg: entry.alg,
-            });
-        }
-        if !cfg.algorithms.contains(&entry.alg) {
-            return Err(AuthConfigError::KeyAlgorithmNotAllowed {
-                kid: entry.kid.clone(),
-                alg: entry.alg,
-            });
-        }
-        keys.push(PublicKey {
-            kid: entry.kid.clone(),
-            alg: entry.alg,
-            key: parse_public_pem(entry)?,
-        });
-    }
-    Ok(keys)
-}
-
-/// The PEM parser is picked by the configured alg, so an EC key cannot sit under an RS kid.
-fn parse_public_pem(entry: &PublicKeyConfig) -> Result<DecodingKey, AuthConfigError> {
-    let file = entry.pem_file.display().to_string();
-    // A private key in the gateway's config is a leak waiting to happen, even if it would
-    // happen to parse: refuse it outright.
-    if entry.pem.contains("PRIVATE KEY") {
-        return Err(AuthConfigError::PrivateKey {
-            kid: entry.kid.clone(),
-            file,
-        });
-    }
-    let pem = entry.pem.as_bytes();
-    let parsed = match entry.alg {
-        JwtAlgorithm::ES256 | JwtAlgorithm::ES384 => DecodingKey::from_ec_pem(pem),
-        JwtAlgorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-        _ => DecodingKey::from_rsa_pem(pem),
-    };
-    parsed.map_err(|e| AuthConfigError::BadPem {
-        kid: entry.kid.clone(),
-        file,
-        alg: entry.alg,
-        reason: e.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testkit::*;
@@ -184,7 +127,7 @@ mod tests {
         rs_only.algorithms = vec![JwtAlgorithm::RS256];
         rs_only.hs_secret = None;
         rs_only.public_keys = vec![key("rsa-1", JwtAlgorithm::RS256, RSA_PUBLIC)];
-        let auth = Authenticator::new(&rs_only).unwrap();
+        let auth = Authenticator::new(&rs_only);
         assert_eq!(auth.verify_at(&forged, NOW), Err(AlgorithmNotAllowed));
 
         // Even with HS256 allowed too, HS256 uses the shared secret, never the kid's key.
@@ -214,7 +157,7 @@ mod tests {
         let mut two = config();
         two.public_keys
             .push(key("rsa-2", JwtAlgorithm::RS256, RSA_PUBLIC));
-        let auth = Authenticator::new(&two).unwrap();
+        let auth = Authenticator::new(&two);
         assert_eq!(auth.verify_at(&token(RS256, None), NOW), Err(UnknownKid));
         assert_eq!(
             auth.verify_at(&token(RS256, Some("rsa-2")), NOW),

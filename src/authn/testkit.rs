@@ -15,14 +15,14 @@ use crate::config::{AuthConfig, JwtAlgorithm, PublicKeyConfig, Secret};
 pub const NOW: u64 = 1_750_000_000;
 pub const HS_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-pub const RSA_PRIVATE: &str = include_str!("../../tests/data/keys/rsa2048-private.pem");
+const RSA_PRIVATE: &str = include_str!("../../tests/data/keys/rsa2048-private.pem");
 pub const RSA_PUBLIC: &str = include_str!("../../tests/data/keys/rsa2048-public.pem");
 const P256_PRIVATE: &str = include_str!("../../tests/data/keys/ec-p256-private.pem");
-pub const P256_PUBLIC: &str = include_str!("../../tests/data/keys/ec-p256-public.pem");
+const P256_PUBLIC: &str = include_str!("../../tests/data/keys/ec-p256-public.pem");
 const P384_PRIVATE: &str = include_str!("../../tests/data/keys/ec-p384-private.pem");
 const P384_PUBLIC: &str = include_str!("../../tests/data/keys/ec-p384-public.pem");
 const ED_PRIVATE: &str = include_str!("../../tests/data/keys/ed25519-private.pem");
-pub const ED_PUBLIC: &str = include_str!("../../tests/data/keys/ed25519-public.pem");
+const ED_PUBLIC: &str = include_str!("../../tests/data/keys/ed25519-public.pem");
 /// An Ed25519 key no test config knows: a forger's key.
 pub const STRANGER_PRIVATE: &str =
     include_str!("../../tests/data/keys/ed25519-stranger-private.pem");
@@ -30,13 +30,10 @@ pub const STRANGER_PRIVATE: &str =
 /// (case name, input, expected outcome) for table tests.
 pub type Row<T> = (&'static str, T, Result<(), AuthError>);
 
+/// A key as config validation would have parsed it.
 pub fn key(kid: &str, alg: JwtAlgorithm, pem: &str) -> PublicKeyConfig {
-    PublicKeyConfig {
-        kid: kid.to_owned(),
-        alg,
-        pem: pem.to_owned(),
-        pem_file: PathBuf::from(format!("keys/{kid}.pem")),
-    }
+    let file = PathBuf::from(format!("keys/{kid}.pem"));
+    PublicKeyConfig::parse(kid.to_owned(), alg, pem.to_owned(), file).expect("test key parses")
 }
 
 /// Every algorithm family, one key each (the RSA key serves RS256 and, under another kid,
@@ -65,7 +62,7 @@ pub fn config() -> AuthConfig {
 }
 
 pub fn authenticator() -> Authenticator {
-    Authenticator::new(&config()).expect("test config is valid")
+    Authenticator::new(&config())
 }
 
 pub fn claims() -> Value {

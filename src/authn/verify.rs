@@ -159,7 +159,7 @@ mod tests {
         let mut cfg = config();
         cfg.issuer = Some("https://app.example".to_owned());
         cfg.audience = Some("attachments".to_owned());
-        let strict = Authenticator::new(&cfg).unwrap();
+        let strict = Authenticator::new(&cfg);
 
         let good = || {
             let claims = set("iss", json!("https://app.example"));
@@ -190,7 +190,7 @@ mod tests {
         let mut cfg = config();
         cfg.algorithms = vec![JwtAlgorithm::HS256];
         cfg.public_keys.clear();
-        let auth = Authenticator::new(&cfg).unwrap();
+        let auth = Authenticator::new(&cfg);
         let hs512 = sign(Algorithm::HS512, None, &claims());
         assert_eq!(auth.verify_at(&hs512, NOW), Err(AlgorithmNotAllowed));
         let rs256 = sign(Algorithm::RS256, Some("rsa-1"), &claims());
