@@ -30,7 +30,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
             storage::build_serving(&config.storage).context("building the storage client")?;
         anyhow::Ok((catalog, storage))
     })?;
-    let authn = Authenticator::new(&config.auth).map_err(|e| anyhow!("auth: {e}"))?;
+    let authn = Authenticator::new(&config.auth);
     let limiter = Arc::new(Limiter::new(&config.limits)?);
     let app_addr = resolve(&config.app.upstream)?;
 

@@ -261,15 +261,34 @@ impl std::fmt::Display for JwtAlgorithm {
     }
 }
 
-#[derive(Debug, Clone)]
+/// One `auth.public_keys` entry, parsed for its algorithm at load by
+/// [`PublicKeyConfig::parse`] (in `validate::auth`): a key that is here can verify.
+#[derive(Clone)]
 pub struct PublicKeyConfig {
     pub kid: String,
     pub alg: JwtAlgorithm,
     /// PEM contents, read at load time.
     pub pem: String,
     pub pem_file: PathBuf,
+    /// `pem`, parsed by the parser `alg` calls for.
+    pub key: jsonwebtoken::DecodingKey,
 }
 
+/// `DecodingKey` has no `Debug`; the PEM it was parsed from says the same.
+impl std::fmt::Debug for PublicKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKeyConfig")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("pem", &self.pem)
+            .field("pem_file", &self.pem_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[auth]`, judged once by `validate::auth`: at least one algorithm; `hs_secret` set when an
+/// HS* one is allowed; kids unique; each key of an allowed, non-HMAC alg, and each such alg
+/// with a key. `authn` builds its verifier from this without checking again.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub algorithms: Vec<JwtAlgorithm>,

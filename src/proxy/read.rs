@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::{respond, Gateway};
 use crate::attachment::AttachmentRow;
-use crate::authn::{AuthError, Principal};
+use crate::authn::Principal;
 use crate::authz::{self, Access, Permit};
 use crate::error::GatewayError;
 use crate::http::conditional;
@@ -101,11 +101,9 @@ pub fn authenticate(gw: &Gateway, session: &Session) -> Result<Principal, Gatewa
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let token = gw
-        .authn
-        .token_from_headers(authorization, &cookies)
-        .ok_or(GatewayError::Unauthorized(AuthError::Missing))?;
-    gw.authn.verify(token).map_err(GatewayError::Unauthorized)
+    gw.authn
+        .authenticate(authorization, &cookies)
+        .map_err(GatewayError::Unauthorized)
 }
 
 /// The row the route names, with its dialog's owner: from the in-process cache when it has
