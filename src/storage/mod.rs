@@ -4,6 +4,7 @@
 //! `storage.memory_cache_object_bytes` (64 KiB by default) held by the `memory` cache.
 
 pub mod fs;
+mod http_provider;
 pub mod key;
 pub mod memory;
 pub mod reader;

@@ -2,16 +2,16 @@
 //! every request signed with SigV4 (`sign`). Requests carry only the headers built here, never
 //! a client's; bodies stream both ways and every wait is bounded by the configured timeouts.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use tokio::time::Instant;
 
+use super::http_provider::{
+    check_status, http_client, object_body, parse_url, transport, Progress,
+};
 use super::reader::{body_stream, ReadClient};
 use super::sign::{encode_key_path, encode_query_value, PayloadHash, Signer};
 use super::{
@@ -399,152 +399,6 @@ fn bucket_base(
     ))
 }
 
-/// The HTTP client of a storage provider: hickory DNS, bounded connects, no redirects, and
-/// the extra CA bundle of a private endpoint when one is configured.
-pub(super) fn http_client(
-    ca_file: Option<&std::path::Path>,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, StorageError> {
-    let mut builder = reqwest::Client::builder()
-        .hickory_dns(true)
-        .connect_timeout(connect_timeout)
-        // A redirect would replay signed headers to another host: never follow one.
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(ca_file) = ca_file {
-        let pem = std::fs::read(ca_file).map_err(|e| {
-            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| StorageError::Config(format!("storage http client: {e}")))
-}
-
-fn parse_url(url: &str) -> Result<url::Url, StorageError> {
-    url::Url::parse(url).map_err(|e| StorageError::Config(format!("storage url: {e}")))
-}
-
-pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
-    match status {
-        s if s == expected => Ok(()),
-        StatusCode::NOT_FOUND => Err(StorageError::NotFound),
-        s => Err(StorageError::Status(s.as_u16())),
-    }
-}
-
-/// The body of a successful object read, checked against what was asked: a known length,
-/// the range asked for (never a different one), each chunk within the read timeout, and
-/// exactly `Content-Length` bytes.
-pub(super) fn object_body(
-    headers: &http::HeaderMap,
-    body: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
-    range: Option<ByteRange>,
-    read_timeout: Duration,
-) -> Result<ObjectBody, StorageError> {
-    let length = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| {
-            StorageError::Transport("storage answered without a Content-Length".into())
-        })?;
-    if let Some(r) = range {
-        if length != r.len() || !content_range_starts_at(headers, r.start) {
-            return Err(StorageError::Transport(
-                "storage answered a different range than asked".into(),
-            ));
-        }
-    }
-    let stream = with_chunk_timeout(body, read_timeout);
-    Ok(ObjectBody {
-        content_length: length,
-        stream: exact_length(stream, length),
-    })
-}
-
-/// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).
-pub(super) fn content_range_starts_at(headers: &http::HeaderMap, start: u64) -> bool {
-    headers
-        .get(http::header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split_once('-'))
-        .and_then(|(first, _)| first.parse::<u64>().ok())
-        == Some(start)
-}
-
-/// Transport errors carry no URL: URLs hold object keys, and logs must not.
-pub(super) fn transport(e: reqwest::Error) -> StorageError {
-    if e.is_timeout() {
-        return StorageError::Timeout;
-    }
-    super::reader::transport_message(&e.without_url())
-}
-
-/// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.
-pub(super) fn with_chunk_timeout(
-    inner: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
-    read_timeout: Duration,
-) -> ByteStream {
-    let inner = Some(Box::pin(inner));
-    Box::pin(futures_util::stream::unfold(
-        inner,
-        move |inner| async move {
-            let mut inner = inner?;
-            match tokio::time::timeout(read_timeout, inner.next()).await {
-                Err(_) => Some((Err(StorageError::Timeout), None)),
-                Ok(None) => None,
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(e), None)),
-            }
-        },
-    ))
-}
-
-/// When an upload last moved. An upload may take long, but it may not stand still: the wait
-/// for storage's answer is bounded by the read timeout counted from the last body chunk sent.
-#[derive(Clone)]
-pub(super) struct Progress(Arc<Mutex<Instant>>);
-
-impl Progress {
-    pub(super) fn new() -> Self {
-        Progress(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    pub(super) fn touch(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-    }
-
-    fn last(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) async fn bound<F: std::future::Future>(
-        &self,
-        fut: F,
-        idle: Duration,
-    ) -> Result<F::Output, StorageError> {
-        tokio::pin!(fut);
-        loop {
-            let deadline = self.last() + idle;
-            tokio::select! {
-                out = &mut fut => return Ok(out),
-                _ = tokio::time::sleep_until(deadline) => {
-                    if self.last() + idle <= Instant::now() {
-                        return Err(StorageError::Timeout);
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,23 +480,5 @@ mod tests {
         .unwrap();
         assert!(!empty.is_truncated);
         assert!(empty.contents.is_empty());
-    }
-
-    #[test]
-    fn status_mapping() {
-        let ok = StatusCode::OK;
-        assert!(check_status(StatusCode::OK, ok).is_ok());
-        assert!(matches!(
-            check_status(StatusCode::NOT_FOUND, ok),
-            Err(StorageError::NotFound)
-        ));
-        assert!(matches!(
-            check_status(StatusCode::FORBIDDEN, ok),
-            Err(StorageError::Status(403))
-        ));
-        assert!(matches!(
-            check_status(StatusCode::OK, StatusCode::PARTIAL_CONTENT),
-            Err(StorageError::Status(200))
-        ));
     }
 }

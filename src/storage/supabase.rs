@@ -15,8 +15,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
+use super::http_provider::{http_client, object_body, transport, Progress};
 use super::reader::{body_stream, small_text, ReadClient};
-use super::s3::{http_client, object_body, transport, Progress};
 use super::sign::{encode_key_path, encode_query_value};
 use super::{
     exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
