@@ -44,6 +44,41 @@ pub(super) fn parse_url(url: &str) -> Result<url::Url, StorageError> {
     url::Url::parse(url).map_err(|e| StorageError::Config(format!("storage url: {e}")))
 }
 
+/// Send `req`; bounded by the read timeout until the response headers arrive.
+pub(super) async fn send(
+    req: reqwest::RequestBuilder,
+    read_timeout: Duration,
+) -> Result<reqwest::Response, StorageError> {
+    match tokio::time::timeout(read_timeout, req.send()).await {
+        Ok(result) => result.map_err(transport),
+        Err(_) => Err(StorageError::Timeout),
+    }
+}
+
+/// Read a small response body (errors, listings) within the read timeout.
+pub(super) async fn small_body(
+    resp: reqwest::Response,
+    read_timeout: Duration,
+) -> Result<String, StorageError> {
+    match tokio::time::timeout(read_timeout, resp.text()).await {
+        Ok(text) => text.map_err(transport),
+        Err(_) => Err(StorageError::Timeout),
+    }
+}
+
+/// The `Range` header asking for `r` (RFC 9110 §14.2).
+pub(super) fn range_value(r: ByteRange) -> String {
+    format!("bytes={}-{}", r.start, r.end)
+}
+
+/// The status a successful read answers: `206` for a range (RFC 9110 §15.3.7), else `200`.
+pub(super) fn read_status(range: Option<ByteRange>) -> StatusCode {
+    match range {
+        Some(_) => StatusCode::PARTIAL_CONTENT,
+        None => StatusCode::OK,
+    }
+}
+
 pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
     match status {
         s if s == expected => Ok(()),
@@ -121,17 +156,27 @@ fn with_chunk_timeout(
     ))
 }
 
+/// An upload's request body: exactly `content_length` bytes (the length is sent explicitly, and
+/// a cut or overlong body must fail rather than be stored), each chunk marking the upload's
+/// [`Progress`].
+pub(super) fn upload_body(body: ByteStream, content_length: u64) -> (reqwest::Body, Progress) {
+    let progress = Progress::new();
+    let touched = progress.clone();
+    let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+    (reqwest::Body::wrap_stream(body), progress)
+}
+
 /// When an upload last moved. An upload may take long, but it may not stand still: the wait
 /// for storage's answer is bounded by the read timeout counted from the last body chunk sent.
 #[derive(Clone)]
 pub(super) struct Progress(Arc<Mutex<Instant>>);
 
 impl Progress {
-    pub(super) fn new() -> Self {
+    fn new() -> Self {
         Progress(Arc::new(Mutex::new(Instant::now())))
     }
 
-    pub(super) fn touch(&self) {
+    fn touch(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
@@ -139,7 +184,16 @@ impl Progress {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) async fn bound<F: std::future::Future>(
+    /// Send the upload `req` whose body this watches; the wait ends `idle` after it last moved.
+    pub(super) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        idle: Duration,
+    ) -> Result<reqwest::Response, StorageError> {
+        self.bound(req.send(), idle).await?.map_err(transport)
+    }
+
+    async fn bound<F: std::future::Future>(
         &self,
         fut: F,
         idle: Duration,

@@ -5,18 +5,16 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::http_provider::{
-    check_status, http_client, object_body, parse_url, transport, Progress,
+    check_status, http_client, object_body, parse_url, range_value, read_status, send, small_body,
+    upload_body,
 };
 use super::reader::{body_stream, ReadClient};
 use super::sign::{encode_key_path, encode_query_value, PayloadHash, Signer};
-use super::{
-    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
-};
+use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
 use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
@@ -110,11 +108,7 @@ impl S3Storage {
 
     /// Sign and send; bounded by the read timeout until the response headers arrive.
     async fn execute(&self, req: Outgoing) -> Result<reqwest::Response, StorageError> {
-        let request = self.signed(req)?;
-        match tokio::time::timeout(self.read_timeout, request.send()).await {
-            Ok(result) => result.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
+        send(self.signed(req)?, self.read_timeout).await
     }
 
     /// The SigV4 headers for `req` (its own headers are signed too).
@@ -150,36 +144,6 @@ impl S3Storage {
         Ok(builder)
     }
 
-    /// Read `key`, optionally one inclusive byte range (RFC 9110 §14.2 `Range`, §15.3.7 `206`).
-    async fn read(
-        &self,
-        key: &StorageKey,
-        range: Option<ByteRange>,
-    ) -> Result<ObjectBody, StorageError> {
-        let mut req = Outgoing::new(Method::GET, self.object_url(key)?);
-        if let Some(r) = range {
-            req = req.header("range", format!("bytes={}-{}", r.start, r.end));
-        }
-        let signature = self.signature(&req)?;
-        let headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .collect();
-        let resp = self
-            .reader
-            .get(&req.url, &headers, self.read_timeout)
-            .await?;
-        let expected_status = match range {
-            Some(_) => StatusCode::PARTIAL_CONTENT,
-            None => StatusCode::OK,
-        };
-        check_status(resp.status(), expected_status)?;
-        let (head, body) = resp.into_parts();
-        object_body(&head.headers, body_stream(body), range, self.read_timeout)
-    }
-
     /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
     pub async fn create_bucket(&self) -> Result<(), StorageError> {
         let resp = self
@@ -189,19 +153,11 @@ impl S3Storage {
         if status.is_success() {
             return Ok(());
         }
-        let body = self.small_body(resp).await?;
+        let body = small_body(resp, self.read_timeout).await?;
         if status == StatusCode::CONFLICT && body.contains("BucketAlreadyOwnedByYou") {
             return Ok(());
         }
         Err(StorageError::Status(status.as_u16()))
-    }
-
-    /// Read a small response body (errors, listings) within the read timeout.
-    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
-        match tokio::time::timeout(self.read_timeout, resp.text()).await {
-            Ok(text) => text.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
     }
 
     async fn list_page(
@@ -221,7 +177,7 @@ impl S3Storage {
             .execute(Outgoing::new(Method::GET, self.bucket_url(&query)?))
             .await?;
         check_status(resp.status(), StatusCode::OK)?;
-        let body = self.small_body(resp).await?;
+        let body = small_body(resp, self.read_timeout).await?;
         quick_xml::de::from_str(&body)
             .map_err(|e| StorageError::Transport(format!("unreadable ListObjectsV2 answer: {e}")))
     }
@@ -234,7 +190,25 @@ impl Storage for S3Storage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        self.read(permit.key(), range).await
+        // Read the object, optionally one inclusive byte range (RFC 9110 §14.2 `Range`).
+        let mut req = Outgoing::new(Method::GET, self.object_url(permit.key())?);
+        if let Some(r) = range {
+            req = req.header("range", range_value(r));
+        }
+        let signature = self.signature(&req)?;
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .collect();
+        let resp = self
+            .reader
+            .get(&req.url, &headers, self.read_timeout)
+            .await?;
+        check_status(resp.status(), read_status(range))?;
+        let (head, body) = resp.into_parts();
+        object_body(&head.headers, body_stream(body), range, self.read_timeout)
     }
 
     async fn put(
@@ -246,9 +220,7 @@ impl Storage for S3Storage {
     ) -> Result<(), StorageError> {
         // S3 rejects chunked uploads: the length is sent explicitly and the body must match it.
         // The payload is streamed, so its hash cannot be known when signing.
-        let progress = Progress::new();
-        let touched = progress.clone();
-        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let (body, progress) = upload_body(body, content_length);
         let mut req = Outgoing::new(Method::PUT, self.object_url(key)?)
             .header("content-length", content_length.to_string())
             .header("content-type", content_type);
@@ -266,12 +238,8 @@ impl Storage for S3Storage {
             }
         }
         req.payload = PayloadHash::Unsigned;
-        req.body = Some(reqwest::Body::wrap_stream(body));
-        let request = self.signed(req)?;
-        let resp = progress
-            .bound(request.send(), self.read_timeout)
-            .await?
-            .map_err(transport)?;
+        req.body = Some(body);
+        let resp = progress.send(self.signed(req)?, self.read_timeout).await?;
         check_status(resp.status(), StatusCode::OK)
     }
 
@@ -321,7 +289,7 @@ impl Storage for S3Storage {
         let resp = self.execute(req).await?;
         check_status(resp.status(), StatusCode::OK)?;
         // CopyObject may fail after answering 200: the error is then in the body.
-        let body = self.small_body(resp).await?;
+        let body = small_body(resp, self.read_timeout).await?;
         if body.contains("<Error>") {
             return Err(StorageError::Transport("storage copy failed".into()));
         }

@@ -10,17 +10,16 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::http_provider::{http_client, object_body, transport, Progress};
+use super::http_provider::{
+    http_client, object_body, parse_url, range_value, read_status, send, small_body, upload_body,
+};
 use super::reader::{body_stream, small_text, ReadClient};
 use super::sign::{encode_key_path, encode_query_value};
-use super::{
-    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
-};
+use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
 use crate::config::{Secret, SupabaseConfig};
 use crate::http::range::ByteRange;
@@ -91,14 +90,6 @@ impl SupabaseStorage {
         request
     }
 
-    /// Send; bounded by the read timeout until the response headers arrive.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, StorageError> {
-        match tokio::time::timeout(self.read_timeout, req.send()).await {
-            Ok(result) => result.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
-    }
-
     async fn send_json(
         &self,
         method: Method,
@@ -109,15 +100,7 @@ impl SupabaseStorage {
             .request(method, url)
             .header("content-type", "application/json")
             .body(body.to_string());
-        self.send(req).await
-    }
-
-    /// Read a small response body (errors, listings) within the read timeout.
-    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
-        match tokio::time::timeout(self.read_timeout, resp.text()).await {
-            Ok(text) => text.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
+        send(req, self.read_timeout).await
     }
 
     /// `Ok(resp)` when the status is `expected`, else the error the answer describes.
@@ -133,7 +116,9 @@ impl SupabaseStorage {
         if resp.status().is_success() {
             return Err(StorageError::Status(status));
         }
-        let body = self.small_body(resp).await.unwrap_or_default();
+        let body = small_body(resp, self.read_timeout)
+            .await
+            .unwrap_or_default();
         Err(classify(status, &body))
     }
 
@@ -164,7 +149,7 @@ impl SupabaseStorage {
         });
         let resp = self.send_json(Method::POST, &url, body).await?;
         let resp = self.expect(resp, StatusCode::OK).await?;
-        let text = self.small_body(resp).await?;
+        let text = small_body(resp, self.read_timeout).await?;
         serde_json::from_str(&text)
             .map_err(|e| StorageError::Transport(format!("unreadable list answer: {e}")))
     }
@@ -177,22 +162,17 @@ impl Storage for SupabaseStorage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        let url = url::Url::parse(&self.object_url("", permit.key()))
-            .map_err(|e| StorageError::Config(format!("storage url: {e}")))?;
+        let url = parse_url(&self.object_url("", permit.key()))?;
         // The same headers as `request`: the service key, and nothing of any client's.
         let auth = self.auth_headers();
-        let range_value = range.map(|r| format!("bytes={}-{}", r.start, r.end));
+        let range_header = range.map(range_value);
         let mut headers: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Some(value) = &range_value {
+        if let Some(value) = &range_header {
             headers.push(("range", value.as_str()));
         }
         let resp = self.reader.get(&url, &headers, self.read_timeout).await?;
-        let expected = match range {
-            Some(_) => StatusCode::PARTIAL_CONTENT,
-            None => StatusCode::OK,
-        };
         let (head, body) = resp.into_parts();
-        if head.status != expected {
+        if head.status != read_status(range) {
             let status = head.status.as_u16();
             if head.status.is_success() {
                 return Err(StorageError::Status(status));
@@ -210,19 +190,14 @@ impl Storage for SupabaseStorage {
         body: ByteStream,
     ) -> Result<(), StorageError> {
         // The object's type is the upload's `Content-Type`; `x-upsert` overwrites, as S3 does.
-        let progress = Progress::new();
-        let touched = progress.clone();
-        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let (body, progress) = upload_body(body, content_length);
         let req = self
             .request(Method::POST, &self.object_url("", key))
             .header("content-type", content_type)
             .header("content-length", content_length.to_string())
             .header("x-upsert", "true")
-            .body(reqwest::Body::wrap_stream(body));
-        let resp = progress
-            .bound(req.send(), self.read_timeout)
-            .await?
-            .map_err(transport)?;
+            .body(body);
+        let resp = progress.send(req, self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
@@ -237,7 +212,7 @@ impl Storage for SupabaseStorage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         let url = format!("{}/bucket/{}", self.api, self.bucket_path());
-        let resp = self.send(self.request(Method::GET, &url)).await?;
+        let resp = send(self.request(Method::GET, &url), self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
@@ -254,7 +229,7 @@ impl Storage for SupabaseStorage {
         let body = serde_json::json!({ "expiresIn": ttl.as_secs().max(1) });
         let resp = self.send_json(Method::POST, &url, body).await?;
         let resp = self.expect(resp, StatusCode::OK).await?;
-        let text = self.small_body(resp).await?;
+        let text = small_body(resp, self.read_timeout).await?;
         let signed: SignAnswer = serde_json::from_str(&text)
             .map_err(|e| StorageError::Transport(format!("unreadable sign answer: {e}")))?;
         signed_url(&self.api, &signed.signed_url, response_content_disposition)
@@ -273,7 +248,7 @@ impl Storage for SupabaseStorage {
             .header("content-type", "application/json")
             .header("x-upsert", "true")
             .body(body.to_string());
-        let resp = self.send(req).await?;
+        let resp = send(req, self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
@@ -596,38 +571,24 @@ mod tests {
             metadata: None,
         };
         let p = "support-chat/dialogs/d1/";
-        assert_eq!(
-            walk(p, "support-chat", &folder("support-chat")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1", &folder("d1")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d10", &folder("d10")),
-            Walk::Skip
-        );
-        assert_eq!(
-            walk(p, "support-chat/staged", &folder("staged")),
-            Walk::Skip
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1/a", &object("a")),
-            Walk::Object
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1", &object("d1")),
-            Walk::Skip
-        );
         let open = "support-chat/dialogs/d";
-        assert_eq!(
-            walk(open, "support-chat/dialogs/d10", &folder("d10")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(open, "support-chat/dialogs/x", &folder("x")),
-            Walk::Skip
-        );
+        let cases = [
+            (p, "support-chat", folder("support-chat"), Walk::Descend),
+            (p, "support-chat/dialogs/d1", folder("d1"), Walk::Descend),
+            (p, "support-chat/dialogs/d10", folder("d10"), Walk::Skip),
+            (p, "support-chat/staged", folder("staged"), Walk::Skip),
+            (p, "support-chat/dialogs/d1/a", object("a"), Walk::Object),
+            (p, "support-chat/dialogs/d1", object("d1"), Walk::Skip),
+            (
+                open,
+                "support-chat/dialogs/d10",
+                folder("d10"),
+                Walk::Descend,
+            ),
+            (open, "support-chat/dialogs/x", folder("x"), Walk::Skip),
+        ];
+        for (prefix, path, entry, expected) in cases {
+            assert_eq!(walk(prefix, path, &entry), expected, "{prefix} {path}");
+        }
     }
 }
