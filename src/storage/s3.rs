@@ -2,14 +2,16 @@
 //! every request signed with SigV4 (`sign`). Requests carry only the headers built here, never
 //! a client's; bodies stream both ways and every wait is bounded by the configured timeouts.
 
+mod list;
+mod request;
+
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 
 use super::http_provider::{
-    check_status, http_client, object_body, parse_url, range_value, read_status, send, small_body,
+    check_status, http_client, object_body, parse_url, range_value, read_status, small_body,
     upload_body,
 };
 use super::reader::{body_stream, ReadClient};
@@ -18,9 +20,7 @@ use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, Storage
 use crate::authz::Permit;
 use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
-
-/// ListObjectsV2 page size (the S3 maximum).
-const LIST_PAGE: &str = "1000";
+use request::Outgoing;
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -35,32 +35,6 @@ pub struct S3Storage {
     read_timeout: Duration,
     /// Server-side encryption asked for on every upload.
     sse: Option<ServerSideEncryption>,
-}
-
-/// One request before signing: everything that will be sent, and nothing else.
-struct Outgoing {
-    method: Method,
-    url: url::Url,
-    headers: Vec<(&'static str, String)>,
-    payload: PayloadHash,
-    body: Option<reqwest::Body>,
-}
-
-impl Outgoing {
-    fn new(method: Method, url: url::Url) -> Self {
-        Outgoing {
-            method,
-            url,
-            headers: Vec::new(),
-            payload: PayloadHash::of(b""),
-            body: None,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
 }
 
 impl S3Storage {
@@ -106,44 +80,6 @@ impl S3Storage {
         parse_url(&url)
     }
 
-    /// Sign and send; bounded by the read timeout until the response headers arrive.
-    async fn execute(&self, req: Outgoing) -> Result<reqwest::Response, StorageError> {
-        send(self.signed(req)?, self.read_timeout).await
-    }
-
-    /// The SigV4 headers for `req` (its own headers are signed too).
-    fn signature(&self, req: &Outgoing) -> Result<Vec<(String, String)>, StorageError> {
-        let to_sign: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        self.signer
-            .sign_headers(
-                req.method.as_str(),
-                req.url.as_str(),
-                &to_sign,
-                &req.payload,
-                SystemTime::now(),
-            )
-            .map_err(|e| StorageError::Config(e.to_string()))
-    }
-
-    fn signed(&self, req: Outgoing) -> Result<reqwest::RequestBuilder, StorageError> {
-        let signature = self.signature(&req)?;
-        let mut builder = self.client.request(req.method, req.url);
-        for (name, value) in req.headers.iter().map(|(n, v)| (*n, v.as_str())) {
-            builder = builder.header(name, value);
-        }
-        for (name, value) in &signature {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        if let Some(body) = req.body {
-            builder = builder.body(body);
-        }
-        Ok(builder)
-    }
-
     /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
     pub async fn create_bucket(&self) -> Result<(), StorageError> {
         let resp = self
@@ -159,28 +95,6 @@ impl S3Storage {
         }
         Err(StorageError::Status(status.as_u16()))
     }
-
-    async fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-    ) -> Result<ListBucketResult, StorageError> {
-        let mut query = vec![
-            ("list-type", "2"),
-            ("max-keys", LIST_PAGE),
-            ("prefix", prefix),
-        ];
-        if let Some(token) = token {
-            query.push(("continuation-token", token));
-        }
-        let resp = self
-            .execute(Outgoing::new(Method::GET, self.bucket_url(&query)?))
-            .await?;
-        check_status(resp.status(), StatusCode::OK)?;
-        let body = small_body(resp, self.read_timeout).await?;
-        quick_xml::de::from_str(&body)
-            .map_err(|e| StorageError::Transport(format!("unreadable ListObjectsV2 answer: {e}")))
-    }
 }
 
 #[async_trait]
@@ -195,17 +109,7 @@ impl Storage for S3Storage {
         if let Some(r) = range {
             req = req.header("range", range_value(r));
         }
-        let signature = self.signature(&req)?;
-        let headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .collect();
-        let resp = self
-            .reader
-            .get(&req.url, &headers, self.read_timeout)
-            .await?;
+        let resp = self.execute_read(req).await?;
         check_status(resp.status(), read_status(range))?;
         let (head, body) = resp.into_parts();
         object_body(&head.headers, body_stream(body), range, self.read_timeout)
@@ -297,54 +201,8 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list_page(prefix, token.as_deref()).await?;
-            for object in page.contents {
-                let Ok(key) = StorageKey::parse(&object.key) else {
-                    continue;
-                };
-                found.push(ListedObject {
-                    key,
-                    size: object.size,
-                    modified: parse_last_modified(&object.last_modified),
-                });
-            }
-            match page.next_continuation_token {
-                Some(next) if page.is_truncated => token = Some(next),
-                _ => break,
-            }
-        }
-        Ok(found)
+        self.list_all(prefix).await
     }
-}
-
-/// `ListObjectsV2` answer, the fields used here.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListBucketResult {
-    #[serde(default)]
-    is_truncated: bool,
-    #[serde(default)]
-    next_continuation_token: Option<String>,
-    #[serde(default)]
-    contents: Vec<ListEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListEntry {
-    key: String,
-    size: u64,
-    #[serde(default)]
-    last_modified: String,
-}
-
-fn parse_last_modified(value: &str) -> SystemTime {
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(SystemTime::from)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn bucket_base(
@@ -414,39 +272,5 @@ mod tests {
                 "{endpoint} path_style={path_style}"
             );
         }
-    }
-
-    #[test]
-    fn list_answer_parses_with_and_without_contents() {
-        let page: ListBucketResult = quick_xml::de::from_str(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
-            <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-              <Name>b</Name><Prefix>support-chat/</Prefix><KeyCount>2</KeyCount>
-              <MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
-              <Contents><Key>support-chat/a &amp; b</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>
-                <ETag>"x"</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
-              <Contents><Key>support-chat/c</Key><LastModified>2026-01-02T03:04:06Z</LastModified>
-                <Size>0</Size></Contents>
-              <NextContinuationToken>tok/+=</NextContinuationToken>
-            </ListBucketResult>"#,
-        )
-        .unwrap();
-        assert!(page.is_truncated);
-        assert_eq!(page.next_continuation_token.as_deref(), Some("tok/+="));
-        assert_eq!(page.contents.len(), 2);
-        assert_eq!(page.contents[0].key, "support-chat/a & b");
-        assert_eq!(page.contents[0].size, 12);
-        let modified = parse_last_modified(&page.contents[0].last_modified);
-        assert_eq!(
-            modified,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045)
-        );
-
-        let empty: ListBucketResult = quick_xml::de::from_str(
-            "<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>",
-        )
-        .unwrap();
-        assert!(!empty.is_truncated);
-        assert!(empty.contents.is_empty());
     }
 }

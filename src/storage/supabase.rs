@@ -7,10 +7,12 @@
 //! (`{"prefixes": [...]}`), `POST /object/list/{bucket}` (one folder level per call),
 //! `POST /object/sign/{bucket}/{path}` (signed read URL) and `GET /bucket/{bucket}` (ping).
 
-use std::time::{Duration, SystemTime};
+mod list;
+mod signed_url;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -18,17 +20,11 @@ use super::http_provider::{
     http_client, object_body, parse_url, range_value, read_status, send, small_body, upload_body,
 };
 use super::reader::{body_stream, small_text, ReadClient};
-use super::sign::{encode_key_path, encode_query_value};
+use super::sign::encode_key_path;
 use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
 use crate::config::{Secret, SupabaseConfig};
 use crate::http::range::ByteRange;
-
-/// Entries asked for per list call.
-const LIST_PAGE: u64 = 1000;
-/// Folders walked at most by one `list` (a bound against a misbehaving server, far above
-/// what the gateway's key layout produces per prefix).
-const LIST_MAX_CALLS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct SupabaseStorage {
@@ -137,22 +133,6 @@ impl SupabaseStorage {
         let resp = self.send_json(Method::POST, &url, body).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
-
-    /// One page of one folder level (`POST /object/list/{bucket}`).
-    async fn list_page(&self, folder: &str, offset: u64) -> Result<Vec<ListEntry>, StorageError> {
-        let url = format!("{}/object/list/{}", self.api, self.bucket_path());
-        let body = serde_json::json!({
-            "prefix": folder,
-            "limit": LIST_PAGE,
-            "offset": offset,
-            "sortBy": { "column": "name", "order": "asc" },
-        });
-        let resp = self.send_json(Method::POST, &url, body).await?;
-        let resp = self.expect(resp, StatusCode::OK).await?;
-        let text = small_body(resp, self.read_timeout).await?;
-        serde_json::from_str(&text)
-            .map_err(|e| StorageError::Transport(format!("unreadable list answer: {e}")))
-    }
 }
 
 #[async_trait]
@@ -230,9 +210,7 @@ impl Storage for SupabaseStorage {
         let resp = self.send_json(Method::POST, &url, body).await?;
         let resp = self.expect(resp, StatusCode::OK).await?;
         let text = small_body(resp, self.read_timeout).await?;
-        let signed: SignAnswer = serde_json::from_str(&text)
-            .map_err(|e| StorageError::Transport(format!("unreadable sign answer: {e}")))?;
-        signed_url(&self.api, &signed.signed_url, response_content_disposition)
+        signed_url::from_answer(&self.api, &text, response_content_disposition)
     }
 
     async fn copy(&self, from: &StorageKey, to: &StorageKey) -> Result<(), StorageError> {
@@ -253,190 +231,8 @@ impl Storage for SupabaseStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
-        // The API lists one folder level; walk down the folders the prefix can reach.
-        let start = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-        let mut folders = vec![start.to_string()];
-        let mut found = Vec::new();
-        let mut calls = 0;
-        while let Some(folder) = folders.pop() {
-            let mut offset = 0;
-            loop {
-                calls += 1;
-                if calls > LIST_MAX_CALLS {
-                    return Err(StorageError::Transport("list did not end".into()));
-                }
-                let page = self.list_page(&folder, offset).await?;
-                let count = page.len() as u64;
-                for entry in page {
-                    let path = if folder.is_empty() {
-                        entry.name.clone()
-                    } else {
-                        format!("{folder}/{}", entry.name)
-                    };
-                    match walk(prefix, &path, &entry) {
-                        Walk::Skip => {}
-                        Walk::Descend => folders.push(path),
-                        Walk::Object => {
-                            let Ok(key) = StorageKey::parse(&path) else {
-                                continue;
-                            };
-                            found.push(ListedObject {
-                                key,
-                                size: entry.size(),
-                                modified: entry.modified(),
-                            });
-                        }
-                    }
-                }
-                if count < LIST_PAGE {
-                    break;
-                }
-                offset += count;
-            }
-        }
-        Ok(found)
+        self.list_all(prefix).await
     }
-}
-
-/// One entry of a list answer: an object, or a folder (no `id`).
-#[derive(Debug, Deserialize)]
-struct ListEntry {
-    name: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    updated_at: Option<String>,
-    #[serde(default)]
-    metadata: Option<ListMetadata>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ListMetadata {
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default, rename = "lastModified")]
-    last_modified: Option<String>,
-}
-
-impl ListEntry {
-    fn size(&self) -> u64 {
-        self.metadata.as_ref().and_then(|m| m.size).unwrap_or(0)
-    }
-
-    fn modified(&self) -> SystemTime {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.last_modified.as_deref())
-            .or(self.updated_at.as_deref())
-            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
-            .map_or(SystemTime::UNIX_EPOCH, SystemTime::from)
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Walk {
-    Skip,
-    Descend,
-    Object,
-}
-
-/// What to do with the entry at `path` when listing everything under `prefix`. Pure.
-fn walk(prefix: &str, path: &str, entry: &ListEntry) -> Walk {
-    if entry.id.is_none() {
-        let dir = format!("{path}/");
-        if dir.starts_with(prefix) || prefix.starts_with(&dir) {
-            return Walk::Descend;
-        }
-        return Walk::Skip;
-    }
-    if path.starts_with(prefix) {
-        Walk::Object
-    } else {
-        Walk::Skip
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct SignAnswer {
-    #[serde(rename = "signedURL", alias = "signedUrl")]
-    signed_url: String,
-}
-
-/// What `encodeURI` leaves alone (ECMA-262 §19.2.6.5): the answer's path is raw, and Supabase's
-/// own client encodes it this way.
-const ENCODE_URI: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b';')
-    .remove(b',')
-    .remove(b'/')
-    .remove(b'?')
-    .remove(b':')
-    .remove(b'@')
-    .remove(b'&')
-    .remove(b'=')
-    .remove(b'+')
-    .remove(b'$')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'#');
-
-/// The absolute signed URL from the answer's relative `signedURL`. Only a path under
-/// `/object/sign/` of our own API is accepted: the browser is never sent anywhere else.
-fn signed_url(
-    api: &str,
-    relative: &str,
-    disposition: Option<&str>,
-) -> Result<String, StorageError> {
-    if !relative.starts_with("/object/sign/") || !relative.contains("?token=") {
-        return Err(StorageError::Transport(
-            "storage answered an unexpected signed URL".into(),
-        ));
-    }
-    let mut url = format!("{api}{}", utf8_percent_encode(relative, ENCODE_URI));
-    if let Some(name) = download_name(disposition) {
-        url.push_str("&download=");
-        url.push_str(&encode_query_value(&name));
-    }
-    Ok(url)
-}
-
-/// The `download` value that makes Supabase answer like `disposition`: `None` for inline, the
-/// file name (from `filename*`, RFC 6266 §4.3, else `filename`) for an attachment.
-fn download_name(disposition: Option<&str>) -> Option<String> {
-    let disposition = disposition?;
-    let mut parts = disposition.split(';').map(str::trim);
-    if !parts.next()?.eq_ignore_ascii_case("attachment") {
-        return None;
-    }
-    let params: Vec<(String, &str)> = parts
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim()))
-        .collect();
-    let extended = params
-        .iter()
-        .find(|(k, _)| k == "filename*")
-        .and_then(|(_, v)| {
-            let encoded = v
-                .strip_prefix("UTF-8''")
-                .or_else(|| v.strip_prefix("utf-8''"))?;
-            percent_encoding::percent_decode_str(encoded)
-                .decode_utf8()
-                .ok()
-                .map(|s| s.into_owned())
-        });
-    let plain = || {
-        params
-            .iter()
-            .find(|(k, _)| k == "filename")
-            .map(|(_, v)| v.trim_matches('"').to_string())
-    };
-    Some(extended.or_else(plain).unwrap_or_default())
 }
 
 /// The error an answer describes. A missing object is `404`, or `400` with a "not found" body
@@ -512,83 +308,6 @@ mod tests {
                 (false, StorageError::Status(s)) if *s == status => {}
                 _ => panic!("{status} {body}: {got:?}"),
             }
-        }
-    }
-
-    #[test]
-    fn download_names() {
-        assert_eq!(download_name(None), None);
-        assert_eq!(download_name(Some("inline; filename=\"a.png\"")), None);
-        assert_eq!(
-            download_name(Some(
-                "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20a.pdf"
-            )),
-            Some("résumé a.pdf".into())
-        );
-        assert_eq!(
-            download_name(Some("attachment; filename=\"plain.txt\"")),
-            Some("plain.txt".into())
-        );
-        assert_eq!(download_name(Some("attachment")), Some(String::new()));
-    }
-
-    #[test]
-    fn signed_urls_stay_on_our_api() {
-        let api = "https://p.supabase.co/storage/v1";
-        let url = signed_url(
-            api,
-            "/object/sign/files/support-chat/a b+ф?token=ey.J.x",
-            Some("attachment; filename*=UTF-8''x%20y.bin"),
-        )
-        .unwrap();
-        assert_eq!(
-            url,
-            "https://p.supabase.co/storage/v1/object/sign/files/support-chat/a%20b+%D1%84\
-             ?token=ey.J.x&download=x%20y.bin"
-        );
-        for bad in [
-            "https://evil.example/object/sign/files/a?token=x",
-            "//evil.example/object/sign/files/a?token=x",
-            "/object/public/files/a",
-            "/object/sign/files/a",
-        ] {
-            assert!(signed_url(api, bad, None).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn listing_walks_only_folders_the_prefix_reaches() {
-        let folder = |name: &str| ListEntry {
-            name: name.into(),
-            id: None,
-            updated_at: None,
-            metadata: None,
-        };
-        let object = |name: &str| ListEntry {
-            name: name.into(),
-            id: Some("x".into()),
-            updated_at: None,
-            metadata: None,
-        };
-        let p = "support-chat/dialogs/d1/";
-        let open = "support-chat/dialogs/d";
-        let cases = [
-            (p, "support-chat", folder("support-chat"), Walk::Descend),
-            (p, "support-chat/dialogs/d1", folder("d1"), Walk::Descend),
-            (p, "support-chat/dialogs/d10", folder("d10"), Walk::Skip),
-            (p, "support-chat/staged", folder("staged"), Walk::Skip),
-            (p, "support-chat/dialogs/d1/a", object("a"), Walk::Object),
-            (p, "support-chat/dialogs/d1", object("d1"), Walk::Skip),
-            (
-                open,
-                "support-chat/dialogs/d10",
-                folder("d10"),
-                Walk::Descend,
-            ),
-            (open, "support-chat/dialogs/x", folder("x"), Walk::Skip),
-        ];
-        for (prefix, path, entry, expected) in cases {
-            assert_eq!(walk(prefix, path, &entry), expected, "{prefix} {path}");
         }
     }
 }
