@@ -12,8 +12,9 @@
 //! written to the client (`200`/`206` bodies; error JSON is not content), so a cut download
 //! counts what was sent, not what was promised.
 //!
-//! Two components keep their own counters, and [`render`] exports their snapshot at scrape
-//! time: the catalog cache (`catalog_cache_hits_total`, `catalog_cache_misses_total`) and the
+//! Three components keep their own counters, and [`render`] exports their snapshot at scrape
+//! time: the catalog cache (`catalog_cache_hits_total`, `catalog_cache_misses_total`), storage's
+//! memory cache (`storage_memory_cache_hits_total`, `storage_memory_cache_misses_total`) and the
 //! limiter (`rate_limited_total{scope}`, `limits_redis_fallback_total`).
 
 use std::sync::OnceLock;
@@ -27,7 +28,7 @@ use prometheus::{
 
 use crate::catalog::CacheStats;
 use crate::limits::LimiterStats;
-use crate::storage::StorageError;
+use crate::storage::{MemoryCacheStats, StorageError};
 
 /// Latency buckets in milliseconds: a cached small read takes a few, a large video minutes.
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -125,8 +126,6 @@ struct Metrics {
     downloads_in_flight: IntGauge,
     storage_ttfb_ms: Histogram,
     storage_errors: IntCounterVec,
-    memory_hits: IntCounter,
-    memory_misses: IntCounter,
     uploads: IntCounter,
     upload_bytes: IntCounter,
     cleanup_deleted: IntCounter,
@@ -172,14 +171,6 @@ impl Metrics {
                 "Failed storage operations, by kind.",
                 "kind",
             )?,
-            memory_hits: counter(
-                "storage_memory_cache_hits_total",
-                "Small object reads answered from the gateway's memory (storage.memory_cache_*).",
-            )?,
-            memory_misses: counter(
-                "storage_memory_cache_misses_total",
-                "Small object reads that had to fetch the body from storage to keep it.",
-            )?,
             uploads: counter("upload_count", "Uploads staged successfully.")?,
             upload_bytes: counter(
                 "upload_bytes_total",
@@ -198,7 +189,7 @@ impl Metrics {
     }
 
     fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let all: [Box<dyn Collector>; 13] = [
+        let all: [Box<dyn Collector>; 11] = [
             Box::new(self.downloads.clone()),
             Box::new(self.download_bytes.clone()),
             Box::new(self.download_4xx.clone()),
@@ -207,8 +198,6 @@ impl Metrics {
             Box::new(self.downloads_in_flight.clone()),
             Box::new(self.storage_ttfb_ms.clone()),
             Box::new(self.storage_errors.clone()),
-            Box::new(self.memory_hits.clone()),
-            Box::new(self.memory_misses.clone()),
             Box::new(self.uploads.clone()),
             Box::new(self.upload_bytes.clone()),
             Box::new(self.cleanup_deleted.clone()),
@@ -274,16 +263,6 @@ pub fn storage_first_byte(elapsed: Duration) {
         .observe(elapsed.as_secs_f64() * 1000.0);
 }
 
-/// A small object read was answered from memory (`hit`), or fetched from storage to be kept.
-pub fn storage_memory_cache(hit: bool) {
-    let m = metrics();
-    if hit {
-        m.memory_hits.inc();
-    } else {
-        m.memory_misses.inc();
-    }
-}
-
 /// A storage operation failed (any operation: read, write, copy, delete, list).
 pub fn storage_error(err: &StorageError) {
     storage_error_kind(StorageErrorKind::of(err));
@@ -312,6 +291,8 @@ pub fn cleanup_deleted(n: u64) {
 pub struct Snapshot<'a> {
     /// `None` when the catalog cache is off: both cache counters then read 0.
     pub cache: Option<CacheStats>,
+    /// `None` when storage's memory cache is off: both of its counters then read 0.
+    pub memory: Option<MemoryCacheStats>,
     pub limits: &'a LimiterStats,
 }
 
@@ -320,6 +301,7 @@ pub fn render(snapshot: &Snapshot<'_>) -> prometheus::Result<Vec<u8>> {
     init();
     let mut families = prometheus::gather();
     let cache = snapshot.cache.unwrap_or_default();
+    let memory = snapshot.memory.unwrap_or_default();
     for (name, help, value) in [
         (
             "catalog_cache_hits_total",
@@ -330,6 +312,16 @@ pub fn render(snapshot: &Snapshot<'_>) -> prometheus::Result<Vec<u8>> {
             "catalog_cache_misses_total",
             "Catalog lookups that went to the database.",
             cache.misses,
+        ),
+        (
+            "storage_memory_cache_hits_total",
+            "Small object reads answered from the gateway's memory (storage.memory_cache_*).",
+            memory.hits,
+        ),
+        (
+            "storage_memory_cache_misses_total",
+            "Small object reads that had to fetch the body from storage to keep it.",
+            memory.misses,
         ),
         (
             "limits_redis_fallback_total",
@@ -402,6 +394,7 @@ mod tests {
         let limits = LimiterStats::default();
         let snapshot = Snapshot {
             cache: Some(CacheStats { hits: 3, misses: 4 }),
+            memory: None,
             limits: &limits,
         };
         let text = String::from_utf8(render(&snapshot).unwrap()).unwrap();
@@ -445,6 +438,7 @@ mod tests {
         let limits = LimiterStats::default();
         let snapshot = Snapshot {
             cache: None,
+            memory: None,
             limits: &limits,
         };
         download_finished(200, 1, Duration::from_millis(1));

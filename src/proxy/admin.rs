@@ -37,6 +37,7 @@ impl ServeHttp for AdminApp {
             "/internal/attachments/commit" => self.committer.serve(session).await,
             "/metrics" => metrics(&crate::metrics::Snapshot {
                 cache: self.catalog.cache_stats(),
+                memory: self.storage.memory_cache_stats(),
                 limits: self.limiter.stats(),
             }),
             _ => json_response(404, &serde_json::json!({ "error": "not_found" })),

@@ -8,7 +8,11 @@
 //! storage key and checked against what the row's ETag is made of (id, size, creation time,
 //! type), so a row replaced under the same key is never answered with the old body; `delete`
 //! drops the entry.
+//!
+//! It counts its own hits and misses; `metrics` reads them at scrape time through
+//! `Storage::memory_cache_stats`, so storage never calls into `metrics`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,16 +26,27 @@ use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, Storage
 use crate::attachment::AttachmentRow;
 use crate::authz::Permit;
 use crate::http::range::ByteRange;
-use crate::metrics;
 
 /// How long a body stays cached at most (a bound on an object changed behind the gateway's back).
 const TTL: Duration = Duration::from_secs(600);
+
+/// Memory-cache counters, exported as `storage_memory_cache_hits_total` and
+/// `storage_memory_cache_misses_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
 
 pub struct MemoryCached {
     inner: Arc<dyn Storage>,
     /// storage key -> (the row it was read for, the whole body)
     bodies: Cache<String, (Version, Bytes)>,
     max_object: u64,
+    /// Small reads answered from memory.
+    hits: AtomicU64,
+    /// Small reads that fetched the body from storage to keep it.
+    misses: AtomicU64,
 }
 
 impl MemoryCached {
@@ -47,6 +62,8 @@ impl MemoryCached {
                 .time_to_live(TTL)
                 .build(),
             max_object,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -58,14 +75,14 @@ impl MemoryCached {
         let (version, body) = self.bodies.get(permit.key().as_str())?;
         let fresh = version.is_of(permit.row());
         if fresh {
-            metrics::storage_memory_cache(true);
+            self.hits.fetch_add(1, Ordering::Relaxed);
         }
         fresh.then_some(body)
     }
 
     /// Read the whole (small) object and keep it.
     async fn fill(&self, permit: &Permit) -> Result<Bytes, StorageError> {
-        metrics::storage_memory_cache(false);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let object = self.inner.get(permit, None).await?;
         let size = permit.row().size_bytes;
         if object.content_length != size {
@@ -152,6 +169,13 @@ impl Storage for MemoryCached {
             return None;
         }
         self.cached(permit).map(|body| from_memory(body, range))
+    }
+
+    fn memory_cache_stats(&self) -> Option<MemoryCacheStats> {
+        Some(MemoryCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        })
     }
 
     async fn put(

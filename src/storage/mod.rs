@@ -4,6 +4,7 @@
 //! `storage.memory_cache_object_bytes` (64 KiB by default) held by the `memory` cache.
 
 pub mod fs;
+mod http_provider;
 pub mod memory;
 pub mod reader;
 pub mod s3;
@@ -22,6 +23,7 @@ pub use crate::attachment::{key, StorageKey};
 use crate::authz::Permit;
 use crate::config::{StorageConfig, StorageProvider};
 use crate::http::range::ByteRange;
+pub use memory::MemoryCacheStats;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send + 'static>>;
 
@@ -61,6 +63,11 @@ pub trait Storage: Send + Sync {
     /// What `get` would answer from memory alone, without I/O (`memory::MemoryCached`): the
     /// request path asks this on its own thread before hopping to the I/O runtime.
     fn peek(&self, _permit: &Permit, _range: Option<ByteRange>) -> Option<ObjectBody> {
+        None
+    }
+    /// Hit and miss counts of the small-body memory cache, when this is one
+    /// (`memory::MemoryCached`); `metrics` reads them at scrape time.
+    fn memory_cache_stats(&self) -> Option<MemoryCacheStats> {
         None
     }
     /// Write `body` (exactly `content_length` bytes) to `key`.

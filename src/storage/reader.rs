@@ -4,9 +4,10 @@
 //! HTTP/1 read buffer grows adaptively to about 400 KiB per connection, and every body chunk is
 //! a slice that keeps its whole buffer alive while it waits to be written: about 1 MiB per slow
 //! download (BENCHMARKS.md, `slow_500`). reqwest does not expose the cap; this client sets
-//! `http1_max_buf_size`. Everything else matches the other storage calls (`s3::http_client`):
-//! hickory DNS, webpki roots plus the configured CA bundle, a bounded connect, and no
-//! redirects (hyper's client never follows one, so signed headers never go to another host).
+//! `http1_max_buf_size`. Everything else matches the other storage calls
+//! (`http_provider::http_client`): hickory DNS, webpki roots plus the configured CA bundle, a
+//! bounded connect, and no redirects (hyper's client never follows one, so signed headers never
+//! go to another host).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -2,27 +2,25 @@
 //! every request signed with SigV4 (`sign`). Requests carry only the headers built here, never
 //! a client's; bodies stream both ways and every wait is bounded by the configured timeouts.
 
-use std::sync::{Arc, Mutex};
+mod list;
+mod request;
+
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
-use tokio::time::Instant;
 
+use super::http_provider::{
+    check_status, http_client, object_body, parse_url, range_value, read_status, small_body,
+    upload_body,
+};
 use super::reader::{body_stream, ReadClient};
 use super::sign::{encode_key_path, encode_query_value, PayloadHash, Signer};
-use super::{
-    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
-};
+use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
 use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
-
-/// ListObjectsV2 page size (the S3 maximum).
-const LIST_PAGE: &str = "1000";
+use request::Outgoing;
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -37,32 +35,6 @@ pub struct S3Storage {
     read_timeout: Duration,
     /// Server-side encryption asked for on every upload.
     sse: Option<ServerSideEncryption>,
-}
-
-/// One request before signing: everything that will be sent, and nothing else.
-struct Outgoing {
-    method: Method,
-    url: url::Url,
-    headers: Vec<(&'static str, String)>,
-    payload: PayloadHash,
-    body: Option<reqwest::Body>,
-}
-
-impl Outgoing {
-    fn new(method: Method, url: url::Url) -> Self {
-        Outgoing {
-            method,
-            url,
-            headers: Vec::new(),
-            payload: PayloadHash::of(b""),
-            body: None,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
 }
 
 impl S3Storage {
@@ -108,78 +80,6 @@ impl S3Storage {
         parse_url(&url)
     }
 
-    /// Sign and send; bounded by the read timeout until the response headers arrive.
-    async fn execute(&self, req: Outgoing) -> Result<reqwest::Response, StorageError> {
-        let request = self.signed(req)?;
-        match tokio::time::timeout(self.read_timeout, request.send()).await {
-            Ok(result) => result.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
-    }
-
-    /// The SigV4 headers for `req` (its own headers are signed too).
-    fn signature(&self, req: &Outgoing) -> Result<Vec<(String, String)>, StorageError> {
-        let to_sign: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        self.signer
-            .sign_headers(
-                req.method.as_str(),
-                req.url.as_str(),
-                &to_sign,
-                &req.payload,
-                SystemTime::now(),
-            )
-            .map_err(|e| StorageError::Config(e.to_string()))
-    }
-
-    fn signed(&self, req: Outgoing) -> Result<reqwest::RequestBuilder, StorageError> {
-        let signature = self.signature(&req)?;
-        let mut builder = self.client.request(req.method, req.url);
-        for (name, value) in req.headers.iter().map(|(n, v)| (*n, v.as_str())) {
-            builder = builder.header(name, value);
-        }
-        for (name, value) in &signature {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        if let Some(body) = req.body {
-            builder = builder.body(body);
-        }
-        Ok(builder)
-    }
-
-    /// Read `key`, optionally one inclusive byte range (RFC 9110 §14.2 `Range`, §15.3.7 `206`).
-    async fn read(
-        &self,
-        key: &StorageKey,
-        range: Option<ByteRange>,
-    ) -> Result<ObjectBody, StorageError> {
-        let mut req = Outgoing::new(Method::GET, self.object_url(key)?);
-        if let Some(r) = range {
-            req = req.header("range", format!("bytes={}-{}", r.start, r.end));
-        }
-        let signature = self.signature(&req)?;
-        let headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .collect();
-        let resp = self
-            .reader
-            .get(&req.url, &headers, self.read_timeout)
-            .await?;
-        let expected_status = match range {
-            Some(_) => StatusCode::PARTIAL_CONTENT,
-            None => StatusCode::OK,
-        };
-        check_status(resp.status(), expected_status)?;
-        let (head, body) = resp.into_parts();
-        object_body(&head.headers, body_stream(body), range, self.read_timeout)
-    }
-
     /// Create the bucket (`PUT /bucket`); an existing bucket of ours is fine.
     pub async fn create_bucket(&self) -> Result<(), StorageError> {
         let resp = self
@@ -189,41 +89,11 @@ impl S3Storage {
         if status.is_success() {
             return Ok(());
         }
-        let body = self.small_body(resp).await?;
+        let body = small_body(resp, self.read_timeout).await?;
         if status == StatusCode::CONFLICT && body.contains("BucketAlreadyOwnedByYou") {
             return Ok(());
         }
         Err(StorageError::Status(status.as_u16()))
-    }
-
-    /// Read a small response body (errors, listings) within the read timeout.
-    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
-        match tokio::time::timeout(self.read_timeout, resp.text()).await {
-            Ok(text) => text.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
-    }
-
-    async fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-    ) -> Result<ListBucketResult, StorageError> {
-        let mut query = vec![
-            ("list-type", "2"),
-            ("max-keys", LIST_PAGE),
-            ("prefix", prefix),
-        ];
-        if let Some(token) = token {
-            query.push(("continuation-token", token));
-        }
-        let resp = self
-            .execute(Outgoing::new(Method::GET, self.bucket_url(&query)?))
-            .await?;
-        check_status(resp.status(), StatusCode::OK)?;
-        let body = self.small_body(resp).await?;
-        quick_xml::de::from_str(&body)
-            .map_err(|e| StorageError::Transport(format!("unreadable ListObjectsV2 answer: {e}")))
     }
 }
 
@@ -234,7 +104,15 @@ impl Storage for S3Storage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        self.read(permit.key(), range).await
+        // Read the object, optionally one inclusive byte range (RFC 9110 §14.2 `Range`).
+        let mut req = Outgoing::new(Method::GET, self.object_url(permit.key())?);
+        if let Some(r) = range {
+            req = req.header("range", range_value(r));
+        }
+        let resp = self.execute_read(req).await?;
+        check_status(resp.status(), read_status(range))?;
+        let (head, body) = resp.into_parts();
+        object_body(&head.headers, body_stream(body), range, self.read_timeout)
     }
 
     async fn put(
@@ -246,9 +124,7 @@ impl Storage for S3Storage {
     ) -> Result<(), StorageError> {
         // S3 rejects chunked uploads: the length is sent explicitly and the body must match it.
         // The payload is streamed, so its hash cannot be known when signing.
-        let progress = Progress::new();
-        let touched = progress.clone();
-        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let (body, progress) = upload_body(body, content_length);
         let mut req = Outgoing::new(Method::PUT, self.object_url(key)?)
             .header("content-length", content_length.to_string())
             .header("content-type", content_type);
@@ -266,12 +142,8 @@ impl Storage for S3Storage {
             }
         }
         req.payload = PayloadHash::Unsigned;
-        req.body = Some(reqwest::Body::wrap_stream(body));
-        let request = self.signed(req)?;
-        let resp = progress
-            .bound(request.send(), self.read_timeout)
-            .await?
-            .map_err(transport)?;
+        req.body = Some(body);
+        let resp = progress.send(self.signed(req)?, self.read_timeout).await?;
         check_status(resp.status(), StatusCode::OK)
     }
 
@@ -321,7 +193,7 @@ impl Storage for S3Storage {
         let resp = self.execute(req).await?;
         check_status(resp.status(), StatusCode::OK)?;
         // CopyObject may fail after answering 200: the error is then in the body.
-        let body = self.small_body(resp).await?;
+        let body = small_body(resp, self.read_timeout).await?;
         if body.contains("<Error>") {
             return Err(StorageError::Transport("storage copy failed".into()));
         }
@@ -329,54 +201,8 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.list_page(prefix, token.as_deref()).await?;
-            for object in page.contents {
-                let Ok(key) = StorageKey::parse(&object.key) else {
-                    continue;
-                };
-                found.push(ListedObject {
-                    key,
-                    size: object.size,
-                    modified: parse_last_modified(&object.last_modified),
-                });
-            }
-            match page.next_continuation_token {
-                Some(next) if page.is_truncated => token = Some(next),
-                _ => break,
-            }
-        }
-        Ok(found)
+        self.list_all(prefix).await
     }
-}
-
-/// `ListObjectsV2` answer, the fields used here.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListBucketResult {
-    #[serde(default)]
-    is_truncated: bool,
-    #[serde(default)]
-    next_continuation_token: Option<String>,
-    #[serde(default)]
-    contents: Vec<ListEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListEntry {
-    key: String,
-    size: u64,
-    #[serde(default)]
-    last_modified: String,
-}
-
-fn parse_last_modified(value: &str) -> SystemTime {
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(SystemTime::from)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn bucket_base(
@@ -397,152 +223,6 @@ fn bucket_base(
         "{}://{bucket}.{host}{port}{path}",
         endpoint.scheme()
     ))
-}
-
-/// The HTTP client of a storage provider: hickory DNS, bounded connects, no redirects, and
-/// the extra CA bundle of a private endpoint when one is configured.
-pub(super) fn http_client(
-    ca_file: Option<&std::path::Path>,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, StorageError> {
-    let mut builder = reqwest::Client::builder()
-        .hickory_dns(true)
-        .connect_timeout(connect_timeout)
-        // A redirect would replay signed headers to another host: never follow one.
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(ca_file) = ca_file {
-        let pem = std::fs::read(ca_file).map_err(|e| {
-            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            StorageError::Config(format!("storage.ca_file {}: {e}", ca_file.display()))
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| StorageError::Config(format!("storage http client: {e}")))
-}
-
-fn parse_url(url: &str) -> Result<url::Url, StorageError> {
-    url::Url::parse(url).map_err(|e| StorageError::Config(format!("storage url: {e}")))
-}
-
-pub(super) fn check_status(status: StatusCode, expected: StatusCode) -> Result<(), StorageError> {
-    match status {
-        s if s == expected => Ok(()),
-        StatusCode::NOT_FOUND => Err(StorageError::NotFound),
-        s => Err(StorageError::Status(s.as_u16())),
-    }
-}
-
-/// The body of a successful object read, checked against what was asked: a known length,
-/// the range asked for (never a different one), each chunk within the read timeout, and
-/// exactly `Content-Length` bytes.
-pub(super) fn object_body(
-    headers: &http::HeaderMap,
-    body: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
-    range: Option<ByteRange>,
-    read_timeout: Duration,
-) -> Result<ObjectBody, StorageError> {
-    let length = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| {
-            StorageError::Transport("storage answered without a Content-Length".into())
-        })?;
-    if let Some(r) = range {
-        if length != r.len() || !content_range_starts_at(headers, r.start) {
-            return Err(StorageError::Transport(
-                "storage answered a different range than asked".into(),
-            ));
-        }
-    }
-    let stream = with_chunk_timeout(body, read_timeout);
-    Ok(ObjectBody {
-        content_length: length,
-        stream: exact_length(stream, length),
-    })
-}
-
-/// Whether `Content-Range: bytes <start>-<end>/<size>` starts where asked (RFC 9110 §14.4).
-pub(super) fn content_range_starts_at(headers: &http::HeaderMap, start: u64) -> bool {
-    headers
-        .get(http::header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split_once('-'))
-        .and_then(|(first, _)| first.parse::<u64>().ok())
-        == Some(start)
-}
-
-/// Transport errors carry no URL: URLs hold object keys, and logs must not.
-pub(super) fn transport(e: reqwest::Error) -> StorageError {
-    if e.is_timeout() {
-        return StorageError::Timeout;
-    }
-    super::reader::transport_message(&e.without_url())
-}
-
-/// Bound the wait for each body chunk: a stalled body yields `Timeout` and ends, never hangs.
-pub(super) fn with_chunk_timeout(
-    inner: impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
-    read_timeout: Duration,
-) -> ByteStream {
-    let inner = Some(Box::pin(inner));
-    Box::pin(futures_util::stream::unfold(
-        inner,
-        move |inner| async move {
-            let mut inner = inner?;
-            match tokio::time::timeout(read_timeout, inner.next()).await {
-                Err(_) => Some((Err(StorageError::Timeout), None)),
-                Ok(None) => None,
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(inner))),
-                Ok(Some(Err(e))) => Some((Err(e), None)),
-            }
-        },
-    ))
-}
-
-/// When an upload last moved. An upload may take long, but it may not stand still: the wait
-/// for storage's answer is bounded by the read timeout counted from the last body chunk sent.
-#[derive(Clone)]
-pub(super) struct Progress(Arc<Mutex<Instant>>);
-
-impl Progress {
-    pub(super) fn new() -> Self {
-        Progress(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    pub(super) fn touch(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-    }
-
-    fn last(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) async fn bound<F: std::future::Future>(
-        &self,
-        fut: F,
-        idle: Duration,
-    ) -> Result<F::Output, StorageError> {
-        tokio::pin!(fut);
-        loop {
-            let deadline = self.last() + idle;
-            tokio::select! {
-                out = &mut fut => return Ok(out),
-                _ = tokio::time::sleep_until(deadline) => {
-                    if self.last() + idle <= Instant::now() {
-                        return Err(StorageError::Timeout);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -592,57 +272,5 @@ mod tests {
                 "{endpoint} path_style={path_style}"
             );
         }
-    }
-
-    #[test]
-    fn list_answer_parses_with_and_without_contents() {
-        let page: ListBucketResult = quick_xml::de::from_str(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
-            <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-              <Name>b</Name><Prefix>support-chat/</Prefix><KeyCount>2</KeyCount>
-              <MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
-              <Contents><Key>support-chat/a &amp; b</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>
-                <ETag>"x"</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
-              <Contents><Key>support-chat/c</Key><LastModified>2026-01-02T03:04:06Z</LastModified>
-                <Size>0</Size></Contents>
-              <NextContinuationToken>tok/+=</NextContinuationToken>
-            </ListBucketResult>"#,
-        )
-        .unwrap();
-        assert!(page.is_truncated);
-        assert_eq!(page.next_continuation_token.as_deref(), Some("tok/+="));
-        assert_eq!(page.contents.len(), 2);
-        assert_eq!(page.contents[0].key, "support-chat/a & b");
-        assert_eq!(page.contents[0].size, 12);
-        let modified = parse_last_modified(&page.contents[0].last_modified);
-        assert_eq!(
-            modified,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045)
-        );
-
-        let empty: ListBucketResult = quick_xml::de::from_str(
-            "<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>",
-        )
-        .unwrap();
-        assert!(!empty.is_truncated);
-        assert!(empty.contents.is_empty());
-    }
-
-    #[test]
-    fn status_mapping() {
-        let ok = StatusCode::OK;
-        assert!(check_status(StatusCode::OK, ok).is_ok());
-        assert!(matches!(
-            check_status(StatusCode::NOT_FOUND, ok),
-            Err(StorageError::NotFound)
-        ));
-        assert!(matches!(
-            check_status(StatusCode::FORBIDDEN, ok),
-            Err(StorageError::Status(403))
-        ));
-        assert!(matches!(
-            check_status(StatusCode::OK, StatusCode::PARTIAL_CONTENT),
-            Err(StorageError::Status(200))
-        ));
     }
 }

@@ -77,6 +77,14 @@ pub fn s3_settings() -> SigningSettings {
     settings
 }
 
+/// A request as it will be sent, before it is signed.
+struct Unsigned<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    payload: &'a PayloadHash,
+}
+
 /// Signs requests for one credential, region and service.
 #[derive(Clone)]
 pub struct Signer {
@@ -142,7 +150,13 @@ impl Signer {
         let mut settings = self.settings.clone();
         settings.signature_location = SignatureLocation::Headers;
         settings.expires_in = None;
-        let instructions = self.sign(method, url, headers, payload, time, settings)?;
+        let request = Unsigned {
+            method,
+            url,
+            headers,
+            payload,
+        };
+        let instructions = self.sign(request, time, settings)?;
         let (headers, _params) = instructions.into_parts();
         Ok(headers
             .into_iter()
@@ -174,7 +188,13 @@ impl Signer {
         let mut settings = self.settings.clone();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(ttl);
-        let instructions = self.sign("GET", &url, &[], &PayloadHash::Unsigned, time, settings)?;
+        let request = Unsigned {
+            method: "GET",
+            url: &url,
+            headers: &[],
+            payload: &PayloadHash::Unsigned,
+        };
+        let instructions = self.sign(request, time, settings)?;
         let (_headers, params) = instructions.into_parts();
         for (name, value) in params {
             push_query(&mut url, name, &value);
@@ -184,10 +204,7 @@ impl Signer {
 
     fn sign(
         &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        payload: &PayloadHash,
+        request: Unsigned<'_>,
         time: SystemTime,
         settings: SigningSettings,
     ) -> Result<aws_sigv4::http_request::SigningInstructions, SignError> {
@@ -201,10 +218,10 @@ impl Signer {
             .map_err(|e| SignError(e.to_string()))?
             .into();
         let request = SignableRequest::new(
-            method,
-            Cow::Borrowed(url),
-            headers.iter().copied(),
-            payload.signable(),
+            request.method,
+            Cow::Borrowed(request.url),
+            request.headers.iter().copied(),
+            request.payload.signable(),
         )
         .map_err(|e| SignError(e.to_string()))?;
         let (instructions, _signature) = sign(request, &params)

@@ -7,29 +7,24 @@
 //! (`{"prefixes": [...]}`), `POST /object/list/{bucket}` (one folder level per call),
 //! `POST /object/sign/{bucket}/{path}` (signed read URL) and `GET /bucket/{bucket}` (ping).
 
-use std::time::{Duration, SystemTime};
+mod list;
+mod signed_url;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::reader::{body_stream, small_text, ReadClient};
-use super::s3::{http_client, object_body, transport, Progress};
-use super::sign::{encode_key_path, encode_query_value};
-use super::{
-    exact_length, ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey,
+use super::http_provider::{
+    http_client, object_body, parse_url, range_value, read_status, send, small_body, upload_body,
 };
+use super::reader::{body_stream, small_text, ReadClient};
+use super::sign::encode_key_path;
+use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
 use crate::authz::Permit;
 use crate::config::{Secret, SupabaseConfig};
 use crate::http::range::ByteRange;
-
-/// Entries asked for per list call.
-const LIST_PAGE: u64 = 1000;
-/// Folders walked at most by one `list` (a bound against a misbehaving server, far above
-/// what the gateway's key layout produces per prefix).
-const LIST_MAX_CALLS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct SupabaseStorage {
@@ -91,14 +86,6 @@ impl SupabaseStorage {
         request
     }
 
-    /// Send; bounded by the read timeout until the response headers arrive.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, StorageError> {
-        match tokio::time::timeout(self.read_timeout, req.send()).await {
-            Ok(result) => result.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
-    }
-
     async fn send_json(
         &self,
         method: Method,
@@ -109,15 +96,7 @@ impl SupabaseStorage {
             .request(method, url)
             .header("content-type", "application/json")
             .body(body.to_string());
-        self.send(req).await
-    }
-
-    /// Read a small response body (errors, listings) within the read timeout.
-    async fn small_body(&self, resp: reqwest::Response) -> Result<String, StorageError> {
-        match tokio::time::timeout(self.read_timeout, resp.text()).await {
-            Ok(text) => text.map_err(transport),
-            Err(_) => Err(StorageError::Timeout),
-        }
+        send(req, self.read_timeout).await
     }
 
     /// `Ok(resp)` when the status is `expected`, else the error the answer describes.
@@ -133,7 +112,9 @@ impl SupabaseStorage {
         if resp.status().is_success() {
             return Err(StorageError::Status(status));
         }
-        let body = self.small_body(resp).await.unwrap_or_default();
+        let body = small_body(resp, self.read_timeout)
+            .await
+            .unwrap_or_default();
         Err(classify(status, &body))
     }
 
@@ -152,22 +133,6 @@ impl SupabaseStorage {
         let resp = self.send_json(Method::POST, &url, body).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
-
-    /// One page of one folder level (`POST /object/list/{bucket}`).
-    async fn list_page(&self, folder: &str, offset: u64) -> Result<Vec<ListEntry>, StorageError> {
-        let url = format!("{}/object/list/{}", self.api, self.bucket_path());
-        let body = serde_json::json!({
-            "prefix": folder,
-            "limit": LIST_PAGE,
-            "offset": offset,
-            "sortBy": { "column": "name", "order": "asc" },
-        });
-        let resp = self.send_json(Method::POST, &url, body).await?;
-        let resp = self.expect(resp, StatusCode::OK).await?;
-        let text = self.small_body(resp).await?;
-        serde_json::from_str(&text)
-            .map_err(|e| StorageError::Transport(format!("unreadable list answer: {e}")))
-    }
 }
 
 #[async_trait]
@@ -177,22 +142,17 @@ impl Storage for SupabaseStorage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        let url = url::Url::parse(&self.object_url("", permit.key()))
-            .map_err(|e| StorageError::Config(format!("storage url: {e}")))?;
+        let url = parse_url(&self.object_url("", permit.key()))?;
         // The same headers as `request`: the service key, and nothing of any client's.
         let auth = self.auth_headers();
-        let range_value = range.map(|r| format!("bytes={}-{}", r.start, r.end));
+        let range_header = range.map(range_value);
         let mut headers: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Some(value) = &range_value {
+        if let Some(value) = &range_header {
             headers.push(("range", value.as_str()));
         }
         let resp = self.reader.get(&url, &headers, self.read_timeout).await?;
-        let expected = match range {
-            Some(_) => StatusCode::PARTIAL_CONTENT,
-            None => StatusCode::OK,
-        };
         let (head, body) = resp.into_parts();
-        if head.status != expected {
+        if head.status != read_status(range) {
             let status = head.status.as_u16();
             if head.status.is_success() {
                 return Err(StorageError::Status(status));
@@ -210,19 +170,14 @@ impl Storage for SupabaseStorage {
         body: ByteStream,
     ) -> Result<(), StorageError> {
         // The object's type is the upload's `Content-Type`; `x-upsert` overwrites, as S3 does.
-        let progress = Progress::new();
-        let touched = progress.clone();
-        let body = exact_length(body, content_length).inspect(move |_| touched.touch());
+        let (body, progress) = upload_body(body, content_length);
         let req = self
             .request(Method::POST, &self.object_url("", key))
             .header("content-type", content_type)
             .header("content-length", content_length.to_string())
             .header("x-upsert", "true")
-            .body(reqwest::Body::wrap_stream(body));
-        let resp = progress
-            .bound(req.send(), self.read_timeout)
-            .await?
-            .map_err(transport)?;
+            .body(body);
+        let resp = progress.send(req, self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
@@ -237,7 +192,7 @@ impl Storage for SupabaseStorage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         let url = format!("{}/bucket/{}", self.api, self.bucket_path());
-        let resp = self.send(self.request(Method::GET, &url)).await?;
+        let resp = send(self.request(Method::GET, &url), self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
@@ -254,10 +209,8 @@ impl Storage for SupabaseStorage {
         let body = serde_json::json!({ "expiresIn": ttl.as_secs().max(1) });
         let resp = self.send_json(Method::POST, &url, body).await?;
         let resp = self.expect(resp, StatusCode::OK).await?;
-        let text = self.small_body(resp).await?;
-        let signed: SignAnswer = serde_json::from_str(&text)
-            .map_err(|e| StorageError::Transport(format!("unreadable sign answer: {e}")))?;
-        signed_url(&self.api, &signed.signed_url, response_content_disposition)
+        let text = small_body(resp, self.read_timeout).await?;
+        signed_url::from_answer(&self.api, &text, response_content_disposition)
     }
 
     async fn copy(&self, from: &StorageKey, to: &StorageKey) -> Result<(), StorageError> {
@@ -273,195 +226,13 @@ impl Storage for SupabaseStorage {
             .header("content-type", "application/json")
             .header("x-upsert", "true")
             .body(body.to_string());
-        let resp = self.send(req).await?;
+        let resp = send(req, self.read_timeout).await?;
         self.expect(resp, StatusCode::OK).await.map(drop)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
-        // The API lists one folder level; walk down the folders the prefix can reach.
-        let start = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-        let mut folders = vec![start.to_string()];
-        let mut found = Vec::new();
-        let mut calls = 0;
-        while let Some(folder) = folders.pop() {
-            let mut offset = 0;
-            loop {
-                calls += 1;
-                if calls > LIST_MAX_CALLS {
-                    return Err(StorageError::Transport("list did not end".into()));
-                }
-                let page = self.list_page(&folder, offset).await?;
-                let count = page.len() as u64;
-                for entry in page {
-                    let path = if folder.is_empty() {
-                        entry.name.clone()
-                    } else {
-                        format!("{folder}/{}", entry.name)
-                    };
-                    match walk(prefix, &path, &entry) {
-                        Walk::Skip => {}
-                        Walk::Descend => folders.push(path),
-                        Walk::Object => {
-                            let Ok(key) = StorageKey::parse(&path) else {
-                                continue;
-                            };
-                            found.push(ListedObject {
-                                key,
-                                size: entry.size(),
-                                modified: entry.modified(),
-                            });
-                        }
-                    }
-                }
-                if count < LIST_PAGE {
-                    break;
-                }
-                offset += count;
-            }
-        }
-        Ok(found)
+        self.list_all(prefix).await
     }
-}
-
-/// One entry of a list answer: an object, or a folder (no `id`).
-#[derive(Debug, Deserialize)]
-struct ListEntry {
-    name: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    updated_at: Option<String>,
-    #[serde(default)]
-    metadata: Option<ListMetadata>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ListMetadata {
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default, rename = "lastModified")]
-    last_modified: Option<String>,
-}
-
-impl ListEntry {
-    fn size(&self) -> u64 {
-        self.metadata.as_ref().and_then(|m| m.size).unwrap_or(0)
-    }
-
-    fn modified(&self) -> SystemTime {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.last_modified.as_deref())
-            .or(self.updated_at.as_deref())
-            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
-            .map_or(SystemTime::UNIX_EPOCH, SystemTime::from)
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Walk {
-    Skip,
-    Descend,
-    Object,
-}
-
-/// What to do with the entry at `path` when listing everything under `prefix`. Pure.
-fn walk(prefix: &str, path: &str, entry: &ListEntry) -> Walk {
-    if entry.id.is_none() {
-        let dir = format!("{path}/");
-        if dir.starts_with(prefix) || prefix.starts_with(&dir) {
-            return Walk::Descend;
-        }
-        return Walk::Skip;
-    }
-    if path.starts_with(prefix) {
-        Walk::Object
-    } else {
-        Walk::Skip
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct SignAnswer {
-    #[serde(rename = "signedURL", alias = "signedUrl")]
-    signed_url: String,
-}
-
-/// What `encodeURI` leaves alone (ECMA-262 §19.2.6.5): the answer's path is raw, and Supabase's
-/// own client encodes it this way.
-const ENCODE_URI: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b';')
-    .remove(b',')
-    .remove(b'/')
-    .remove(b'?')
-    .remove(b':')
-    .remove(b'@')
-    .remove(b'&')
-    .remove(b'=')
-    .remove(b'+')
-    .remove(b'$')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'#');
-
-/// The absolute signed URL from the answer's relative `signedURL`. Only a path under
-/// `/object/sign/` of our own API is accepted: the browser is never sent anywhere else.
-fn signed_url(
-    api: &str,
-    relative: &str,
-    disposition: Option<&str>,
-) -> Result<String, StorageError> {
-    if !relative.starts_with("/object/sign/") || !relative.contains("?token=") {
-        return Err(StorageError::Transport(
-            "storage answered an unexpected signed URL".into(),
-        ));
-    }
-    let mut url = format!("{api}{}", utf8_percent_encode(relative, ENCODE_URI));
-    if let Some(name) = download_name(disposition) {
-        url.push_str("&download=");
-        url.push_str(&encode_query_value(&name));
-    }
-    Ok(url)
-}
-
-/// The `download` value that makes Supabase answer like `disposition`: `None` for inline, the
-/// file name (from `filename*`, RFC 6266 §4.3, else `filename`) for an attachment.
-fn download_name(disposition: Option<&str>) -> Option<String> {
-    let disposition = disposition?;
-    let mut parts = disposition.split(';').map(str::trim);
-    if !parts.next()?.eq_ignore_ascii_case("attachment") {
-        return None;
-    }
-    let params: Vec<(String, &str)> = parts
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim()))
-        .collect();
-    let extended = params
-        .iter()
-        .find(|(k, _)| k == "filename*")
-        .and_then(|(_, v)| {
-            let encoded = v
-                .strip_prefix("UTF-8''")
-                .or_else(|| v.strip_prefix("utf-8''"))?;
-            percent_encoding::percent_decode_str(encoded)
-                .decode_utf8()
-                .ok()
-                .map(|s| s.into_owned())
-        });
-    let plain = || {
-        params
-            .iter()
-            .find(|(k, _)| k == "filename")
-            .map(|(_, v)| v.trim_matches('"').to_string())
-    };
-    Some(extended.or_else(plain).unwrap_or_default())
 }
 
 /// The error an answer describes. A missing object is `404`, or `400` with a "not found" body
@@ -538,96 +309,5 @@ mod tests {
                 _ => panic!("{status} {body}: {got:?}"),
             }
         }
-    }
-
-    #[test]
-    fn download_names() {
-        assert_eq!(download_name(None), None);
-        assert_eq!(download_name(Some("inline; filename=\"a.png\"")), None);
-        assert_eq!(
-            download_name(Some(
-                "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20a.pdf"
-            )),
-            Some("résumé a.pdf".into())
-        );
-        assert_eq!(
-            download_name(Some("attachment; filename=\"plain.txt\"")),
-            Some("plain.txt".into())
-        );
-        assert_eq!(download_name(Some("attachment")), Some(String::new()));
-    }
-
-    #[test]
-    fn signed_urls_stay_on_our_api() {
-        let api = "https://p.supabase.co/storage/v1";
-        let url = signed_url(
-            api,
-            "/object/sign/files/support-chat/a b+ф?token=ey.J.x",
-            Some("attachment; filename*=UTF-8''x%20y.bin"),
-        )
-        .unwrap();
-        assert_eq!(
-            url,
-            "https://p.supabase.co/storage/v1/object/sign/files/support-chat/a%20b+%D1%84\
-             ?token=ey.J.x&download=x%20y.bin"
-        );
-        for bad in [
-            "https://evil.example/object/sign/files/a?token=x",
-            "//evil.example/object/sign/files/a?token=x",
-            "/object/public/files/a",
-            "/object/sign/files/a",
-        ] {
-            assert!(signed_url(api, bad, None).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn listing_walks_only_folders_the_prefix_reaches() {
-        let folder = |name: &str| ListEntry {
-            name: name.into(),
-            id: None,
-            updated_at: None,
-            metadata: None,
-        };
-        let object = |name: &str| ListEntry {
-            name: name.into(),
-            id: Some("x".into()),
-            updated_at: None,
-            metadata: None,
-        };
-        let p = "support-chat/dialogs/d1/";
-        assert_eq!(
-            walk(p, "support-chat", &folder("support-chat")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1", &folder("d1")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d10", &folder("d10")),
-            Walk::Skip
-        );
-        assert_eq!(
-            walk(p, "support-chat/staged", &folder("staged")),
-            Walk::Skip
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1/a", &object("a")),
-            Walk::Object
-        );
-        assert_eq!(
-            walk(p, "support-chat/dialogs/d1", &object("d1")),
-            Walk::Skip
-        );
-        let open = "support-chat/dialogs/d";
-        assert_eq!(
-            walk(open, "support-chat/dialogs/d10", &folder("d10")),
-            Walk::Descend
-        );
-        assert_eq!(
-            walk(open, "support-chat/dialogs/x", &folder("x")),
-            Walk::Skip
-        );
     }
 }
