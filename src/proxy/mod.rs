@@ -44,6 +44,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::limits::{self, Limiter};
+use crate::metrics::access::{self, Access, Ending};
 use crate::route::{self, Route};
 use crate::storage::Storage;
 pub use ctx::RequestCtx;
@@ -164,35 +165,30 @@ impl ProxyHttp for Gateway {
         )
     }
 
-    /// One JSON access-log line: technical fields only.
+    /// One JSON access-log line and the download metrics (`metrics::access`).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let bytes = session.as_downstream().body_bytes_sent();
-        let latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let client = ctx.client_ip.map(crate::telemetry::anonymize_ip);
-        let outcome = match (e, ctx.outcome) {
-            (Some(e), "") if ctx::is_client_abort(e) => "client_aborted",
-            (Some(_), "") => "aborted",
-            (None, "") => "proxied",
-            (_, o) => o,
+        let ending = match e {
+            None => Ending::Done,
+            Some(e) if ctx::is_client_abort(e) => Ending::ClientAborted,
+            Some(_) => Ending::Aborted,
         };
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.request_id,
-            route = ctx::route_template(&ctx.route),
-            method = %session.req_header().method,
-            status,
-            bytes,
-            latency_ms,
-            attachment_id = ctx.attachment_id.as_deref(),
-            client = client.as_deref(),
-            outcome,
-            error = e.map(|e| e.etype().as_str()),
-        );
-        if ctx::is_download(&ctx.route) {
-            crate::metrics::download_finished(status, bytes as u64, ctx.started.elapsed());
-            ctx.in_flight = None;
-        }
+        let method = session.req_header().method.to_string();
+        access::finished(&Access {
+            request_id: &ctx.request_id,
+            route: ctx::route_template(&ctx.route),
+            method: &method,
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            bytes: session.as_downstream().body_bytes_sent() as u64,
+            latency: ctx.started.elapsed(),
+            attachment_id: ctx.attachment_id.as_deref(),
+            client: client.as_deref(),
+            outcome: ctx.outcome,
+            ending,
+            error: e.map(|e| e.etype().as_str()),
+            download: ctx::is_download(&ctx.route),
+        });
+        ctx.in_flight = None;
     }
 }
 

@@ -17,6 +17,8 @@
 //! memory cache (`storage_memory_cache_hits_total`, `storage_memory_cache_misses_total`) and the
 //! limiter (`rate_limited_total{scope}`, `limits_redis_fallback_total`).
 
+pub mod access;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -445,7 +447,7 @@ mod tests {
         storage_first_byte(Duration::from_millis(1));
         let text = String::from_utf8(render(&snapshot).unwrap()).unwrap();
         let dashboard: serde_json::Value =
-            serde_json::from_str(include_str!("../conf/grafana-dashboard.json")).unwrap();
+            serde_json::from_str(include_str!("../../conf/grafana-dashboard.json")).unwrap();
         let panels = dashboard["panels"].as_array().unwrap();
         assert!(panels.len() >= 6);
         for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
