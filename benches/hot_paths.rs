@@ -34,6 +34,7 @@ fn row() -> AttachmentRow {
         created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         linked_at: None,
         dialog_owner_id: Some("user_42".into()),
+        image: Default::default(),
     }
 }
 

@@ -1,12 +1,13 @@
 //! Authorization (SPEC §3 matrix): (principal, row) -> `Permit` or a denial that looks exactly
 //! like a miss. Pure: no I/O. A `Permit` can only be built here, and storage reads need one.
 
-use crate::attachment::StorageKey;
+use crate::attachment::{PreviewRow, StorageKey};
 use crate::attachment::{AttachmentRow, AttachmentStatus};
 use crate::authn::{Principal, Role};
 
-/// Proof that the caller may read this row's object.
-#[derive(Debug)]
+/// Proof that the caller may read this row's object. Cloning it is harmless: only this module
+/// can make one in the first place.
+#[derive(Debug, Clone)]
 pub struct Permit {
     row: AttachmentRow,
     key: StorageKey,
@@ -18,6 +19,20 @@ impl Permit {
     }
     pub fn key(&self) -> &StorageKey {
         &self.key
+    }
+
+    /// Whoever may read an attachment may read its previews (SPEC §12): a permit for the
+    /// preview object, whose row describes that object (its type, size and key) and keeps
+    /// the attachment's id, name and times.
+    pub fn for_preview(&self, preview: &PreviewRow) -> Result<Permit, Denied> {
+        let key = StorageKey::parse(&preview.storage_path).map_err(|_| Denied::BadStorageKey)?;
+        let row = AttachmentRow {
+            mime_type: preview.format.mime().to_owned(),
+            size_bytes: preview.size_bytes,
+            storage_path: preview.storage_path.clone(),
+            ..self.row.clone()
+        };
+        Ok(Permit { row, key })
     }
 }
 

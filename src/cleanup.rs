@@ -83,6 +83,9 @@ async fn pass(
         let claimed = catalog.claim_expired_staged(cutoff, CLAIM_BATCH).await?;
         report.expired_rows += claimed.len() as u64;
         for row in &claimed {
+            let previews = crate::preview::sweep::remove(storage, &row.id).await;
+            report.expired_objects += previews.deleted;
+            report.failures += previews.failed;
             for key in objects_of(row) {
                 match storage.delete(&key).await {
                     Ok(()) => report.expired_objects += 1,
@@ -116,6 +119,17 @@ async fn pass(
                 report.failures += 1;
                 tracing::warn!(error = %e, "cleanup orphan delete failed");
             }
+        }
+    }
+    // Previews whose attachment is gone (its job finished after a delete, say).
+    match crate::preview::sweep::orphans(catalog, storage, SystemTime::from(cutoff)).await {
+        Ok(previews) => {
+            report.orphans += previews.deleted;
+            report.failures += previews.failed;
+        }
+        Err(e) => {
+            report.failures += 1;
+            tracing::warn!(error = %e, "cleanup preview sweep failed");
         }
     }
     Ok(report)
@@ -249,6 +263,7 @@ mod tests {
             created_at: Utc::now(),
             linked_at: None,
             dialog_owner_id: None,
+            image: Default::default(),
         }
     }
 

@@ -51,6 +51,12 @@ pub enum GatewayError {
     /// (`limits.on_redis_error = "deny"`).
     #[error("service unavailable ({0})")]
     ServiceUnavailable(&'static str),
+    /// An authorized read of `?variant=` whose source has no preview (SPEC §12).
+    #[error("no preview")]
+    NoPreview,
+    /// Every preview worker and queue slot is taken.
+    #[error("preview workers busy")]
+    PreviewBusy,
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
     #[error("storage: {0}")]
@@ -82,6 +88,8 @@ impl GatewayError {
             GatewayError::RateLimited(_) => 429,
             GatewayError::HeadersTooLarge(_) => 431,
             GatewayError::ServiceUnavailable(_) => 503,
+            GatewayError::NoPreview => 404,
+            GatewayError::PreviewBusy => 503,
             GatewayError::Catalog(_) => 503,
             GatewayError::Storage(e) => match e {
                 // The row exists but its object does not: answer like any other miss.
@@ -112,6 +120,8 @@ impl GatewayError {
             GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::HeadersTooLarge(_) => "request_header_fields_too_large",
             GatewayError::ServiceUnavailable(_) => "service_unavailable",
+            GatewayError::NoPreview => "no_preview",
+            GatewayError::PreviewBusy => "preview_busy",
             GatewayError::Catalog(_) => "catalog_unavailable",
             GatewayError::Storage(StorageError::NotFound) => "not_found",
             GatewayError::Storage(StorageError::Timeout) => "storage_timeout",
@@ -171,7 +181,9 @@ impl GatewayError {
                 ("ratelimit-remaining", "0".into()),
                 ("ratelimit-reset", limited.reset_s.to_string()),
             ],
-            GatewayError::ServiceUnavailable(_) => vec![("retry-after", "1".into())],
+            GatewayError::ServiceUnavailable(_) | GatewayError::PreviewBusy => {
+                vec![("retry-after", "1".into())]
+            }
             _ => Vec::new(),
         }
     }

@@ -12,6 +12,7 @@ use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::drain::{self, Draining};
 use crate::limits::Limiter;
+use crate::preview::Previews;
 use crate::proxy::admin::AdminApp;
 use crate::proxy::Gateway;
 use crate::{catalog, io_runtime, listener, storage, upgrade};
@@ -60,6 +61,11 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         storage: storage.clone(),
         app_addr,
         limiter: limiter.clone(),
+        previews: Arc::new(Previews::new(
+            catalog.clone(),
+            storage.clone(),
+            config.preview.clone(),
+        )),
     };
     let mut proxy = Service::new(
         "attachment-gateway".to_string(),

@@ -193,6 +193,7 @@ async fn lookups(kind: DatabaseKind) {
             created_at: millis(created()),
             linked_at: Some(millis(created())),
             dialog_owner_id: Some("owner1".into()),
+            image: Default::default(),
         },
         "{t}"
     );

@@ -52,6 +52,7 @@ fn permit(key: &str) -> Permit {
         created_at: chrono::Utc::now(),
         linked_at: None,
         dialog_owner_id: Some("u1".into()),
+        image: Default::default(),
     };
     authorize(&admin, row, Access::Linked, "x").unwrap()
 }

@@ -16,9 +16,10 @@ pub fn read_path(row: &AttachmentRow) -> String {
     }
 }
 
-/// SPEC §3: `{"id","status","mimeType","sizeBytes","originalName","createdAt","url"}`.
+/// SPEC §3: `{"id","status","mimeType","sizeBytes","originalName","createdAt","url"}`, plus
+/// an image's `width`, `height` and `placeholder` once its thumb is made (SPEC §12).
 pub fn staged(row: &AttachmentRow) -> Value {
-    json!({
+    let mut value = json!({
         "id": row.id,
         "status": row.status.as_str(),
         "mimeType": row.mime_type,
@@ -26,7 +27,16 @@ pub fn staged(row: &AttachmentRow) -> Value {
         "originalName": row.original_name,
         "createdAt": time(row.created_at),
         "url": read_path(row),
-    })
+    });
+    let image = &row.image;
+    if let (Some(width), Some(height)) = (image.width, image.height) {
+        value["width"] = json!(width);
+        value["height"] = json!(height);
+    }
+    if let Some(placeholder) = &image.placeholder {
+        value["placeholder"] = json!(placeholder);
+    }
+    value
 }
 
 /// A linked row: the staged shape plus where it now belongs.
@@ -62,6 +72,7 @@ mod tests {
             created_at: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
             linked_at: None,
             dialog_owner_id: None,
+            image: Default::default(),
         }
     }
 
@@ -92,6 +103,18 @@ mod tests {
         assert_eq!(v["status"], "LINKED");
         assert_eq!(v["messageId"], "m1");
         assert_eq!(v["linkedAt"], "2023-11-14T22:13:21.000Z");
+        assert!(v.get("width").is_none(), "unknown until the thumb is made");
+        let known = AttachmentRow {
+            image: crate::attachment::ImageInfo {
+                width: Some(3024),
+                height: Some(4032),
+                placeholder: Some("k0oGLQaSVsN0BVhn2oq2Z5SQUQcZ".into()),
+            },
+            ..r.clone()
+        };
+        let v2 = linked(&known);
+        assert_eq!((v2["width"].clone(), v2["height"].clone()), (json!(3024), json!(4032)));
+        assert_eq!(v2["placeholder"], "k0oGLQaSVsN0BVhn2oq2Z5SQUQcZ");
         // The storage key is internal: never in an answer.
         assert!(v.get("storagePath").is_none());
         assert!(!v.to_string().contains("support-chat/dialogs"));

@@ -3,10 +3,14 @@
 
 use std::fmt;
 
+use super::{Format, Variant};
+
 /// Prefix of every staged upload's key; cleanup lists objects under it.
 pub const STAGED_PREFIX: &str = "support-chat/staged/";
 /// Prefix of every linked attachment's key.
 const DIALOGS_PREFIX: &str = "support-chat/dialogs/";
+/// Prefix of every preview's key; the orphan sweep lists it.
+pub const PREVIEWS_PREFIX: &str = "support-chat/previews/";
 /// Longest key accepted, in bytes (S3's own limit is 1024 bytes of UTF-8).
 const MAX_KEY_BYTES: usize = 1024;
 /// Longest id accepted by [`is_valid_id`].
@@ -104,6 +108,22 @@ impl StorageKey {
         debug_assert!(is_valid_id(attachment_id), "bad attachment id");
         StorageKey(format!("{DIALOGS_PREFIX}{dialog_id}/{attachment_id}"))
     }
+
+    /// Key of a preview: `support-chat/previews/<id>/<variant>.<format>` (SPEC §12).
+    pub fn preview(attachment_id: &str, variant: Variant, format: Format) -> StorageKey {
+        debug_assert!(is_valid_id(attachment_id), "bad attachment id");
+        StorageKey(format!(
+            "{}{}.{}",
+            previews_of(attachment_id),
+            variant.as_str(),
+            format.as_str()
+        ))
+    }
+}
+
+/// The prefix under which all of an attachment's previews live (`.../previews/<id>/`).
+pub fn previews_of(attachment_id: &str) -> String {
+    format!("{PREVIEWS_PREFIX}{attachment_id}/")
 }
 
 impl fmt::Display for StorageKey {

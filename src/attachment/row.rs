@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::ImageInfo;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachmentStatus {
     Uploaded,
@@ -36,6 +38,8 @@ pub struct AttachmentRow {
     /// `"SupportDialog"."userId"` of `dialog_id`, read in the same query; `None` when unlinked
     /// or when the dialog row is missing.
     pub dialog_owner_id: Option<String>,
+    /// Size and placeholder of an image, once its thumb is made.
+    pub image: ImageInfo,
 }
 
 /// A row to insert (uploads, demo and test seeding).

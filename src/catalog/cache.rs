@@ -10,6 +10,7 @@ use moka::sync::Cache;
 
 use super::staging::{ClaimedRow, CleanupLock, LinkRequest};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
+use crate::attachment::{ImageInfo, PreviewRow};
 use chrono::{DateTime, Utc};
 
 /// Enough for every attachment a busy instance serves within a TTL; bounded so that a scan
@@ -229,5 +230,29 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
 
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
         self.inner.try_cleanup_lock().await
+    }
+
+    async fn find_previews(&self, attachment_id: &str) -> Result<Vec<PreviewRow>, CatalogError> {
+        self.inner.find_previews(attachment_id).await
+    }
+
+    async fn save_previews(
+        &self,
+        attachment_id: &str,
+        image: &ImageInfo,
+        previews: &[PreviewRow],
+    ) -> Result<(), CatalogError> {
+        self.inner.save_previews(attachment_id, image, previews).await?;
+        // The row now carries its size and placeholder.
+        self.rows.invalidate(attachment_id);
+        Ok(())
+    }
+
+    async fn without_previews(
+        &self,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AttachmentRow>, CatalogError> {
+        self.inner.without_previews(after_id, limit).await
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod postgres;
+pub mod previews;
 pub mod query;
 pub mod sql;
 pub mod sqlite;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::attachment::{ImageInfo, PreviewRow};
 use crate::config::{CatalogConfig, DatabaseKind};
 
 pub use crate::attachment::{AttachmentRow, AttachmentStatus, NewAttachment};
@@ -103,6 +105,25 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Vec<ClaimedRow>, CatalogError>;
     /// Become the one instance running a cleanup pass; `None` when another one is.
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError>;
+
+    // Previews (SPEC §12).
+
+    /// Every stored preview of `attachment_id` (any variant and format).
+    async fn find_previews(&self, attachment_id: &str) -> Result<Vec<PreviewRow>, CatalogError>;
+    /// Record an attachment's previews and what was learned of its image, in one transaction.
+    async fn save_previews(
+        &self,
+        attachment_id: &str,
+        image: &ImageInfo,
+        previews: &[PreviewRow],
+    ) -> Result<(), CatalogError>;
+    /// Up to `limit` image rows (any status) that have no preview yet, with ids after
+    /// `after_id`, in id order: a backfill walks them page by page.
+    async fn without_previews(
+        &self,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AttachmentRow>, CatalogError>;
 }
 
 /// The catalog `cfg` describes: PostgreSQL or SQLite, behind the in-process cache unless

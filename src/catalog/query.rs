@@ -10,6 +10,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{AttachmentRow, AttachmentStatus, CatalogError};
+use crate::attachment::ImageInfo;
 
 /// PostgreSQL truncates longer identifiers silently (NAMEDATALEN - 1); refuse them instead.
 const MAX_IDENTIFIER_LEN: usize = 63;
@@ -83,13 +84,14 @@ impl Queries {
         // Aliased to snake_case so that decoding does not depend on the quoted names. The
         // status and owner are read as text: the app's schema may declare the status as a
         // PostgreSQL enum and the owner as another type, and both still decode as strings.
+        let image = image_columns("a.");
         let select = format!(
             "SELECT a.\"id\" AS id, a.\"dialogId\" AS dialog_id, a.\"messageId\" AS message_id, \
              a.\"storagePath\" AS storage_path, a.\"mimeType\" AS mime_type, \
              a.\"sizeBytes\" AS size_bytes, a.\"originalName\" AS original_name, \
              a.\"createdByUserId\" AS created_by_user_id, CAST(a.\"status\" AS TEXT) AS status, \
              a.\"createdAt\" AS created_at, a.\"linkedAt\" AS linked_at, \
-             CAST(d.{owner} AS TEXT) AS owner \
+             CAST(d.{owner} AS TEXT) AS owner, {image} \
              FROM \"ChatAttachment\" a LEFT JOIN {table} d ON d.\"id\" = a.\"dialogId\""
         );
         let find_linked = format!(
@@ -157,6 +159,31 @@ fn upsert_attachment_sql(p: Placeholder, status: AttachmentStatus) -> String {
     )
 }
 
+/// What a select reads of an image's size and placeholder; `table` is the alias with its dot
+/// (`a.`, so that a dialog table's own columns never clash) or empty. Cast to 64 bits so that
+/// both engines decode the same Rust type.
+pub fn image_columns(table: &str) -> String {
+    format!(
+        "CAST({table}\"width\" AS BIGINT) AS width, CAST({table}\"height\" AS BIGINT) AS height, \
+         {table}\"placeholder\" AS placeholder"
+    )
+}
+
+/// Attachment rows without their dialog owner (commit, cleanup, backfills): the columns
+/// `RawRow` decodes, from `"ChatAttachment"` alone.
+pub fn plain_select() -> String {
+    format!(
+        "SELECT \"id\" AS id, \"dialogId\" AS dialog_id, \"messageId\" AS message_id, \
+         \"storagePath\" AS storage_path, \"mimeType\" AS mime_type, \
+         \"sizeBytes\" AS size_bytes, \"originalName\" AS original_name, \
+         \"createdByUserId\" AS created_by_user_id, CAST(\"status\" AS TEXT) AS status, \
+         \"createdAt\" AS created_at, \"linkedAt\" AS linked_at, \
+         CAST(NULL AS TEXT) AS owner, {} \
+         FROM \"ChatAttachment\"",
+        image_columns("")
+    )
+}
+
 /// A selected row before its values are checked; timestamps already converted by the engine.
 #[derive(Debug, Clone)]
 pub struct RawRow {
@@ -172,6 +199,20 @@ pub struct RawRow {
     pub created_at: DateTime<Utc>,
     pub linked_at: Option<DateTime<Utc>>,
     pub owner: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub placeholder: Option<String>,
+}
+
+/// A stored image dimension: positive and 32-bit, or the row is corrupt.
+fn dimension(id: &str, column: &str, value: Option<i64>) -> Result<Option<u32>, CatalogError> {
+    value
+        .map(|v| {
+            u32::try_from(v).ok().filter(|&n| n > 0).ok_or_else(|| {
+                CatalogError::CorruptRow(format!("attachment {id}: bad {column} {v}"))
+            })
+        })
+        .transpose()
 }
 
 impl RawRow {
@@ -190,6 +231,11 @@ impl RawRow {
                 self.id, self.status
             ))
         })?;
+        let image = ImageInfo {
+            width: dimension(&self.id, "width", self.width)?,
+            height: dimension(&self.id, "height", self.height)?,
+            placeholder: self.placeholder,
+        };
         Ok(AttachmentRow {
             id: self.id,
             dialog_id: self.dialog_id,
@@ -203,6 +249,7 @@ impl RawRow {
             created_at: truncate_to_millis(self.created_at),
             linked_at: self.linked_at.map(truncate_to_millis),
             dialog_owner_id: self.owner,
+            image,
         })
     }
 }
@@ -252,6 +299,9 @@ mod tests {
             created_at: Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap(),
             linked_at: None,
             owner: Some("u1".into()),
+            width: None,
+            height: None,
+            placeholder: None,
         }
     }
 

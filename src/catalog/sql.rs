@@ -10,9 +10,11 @@ use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
+use super::previews::{self, RawPreview};
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
 use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
+use crate::attachment::{ImageInfo, PreviewRow};
 use crate::config::CatalogConfig;
 
 /// A row of engine `D`.
@@ -103,6 +105,9 @@ where
         created_at,
         linked_at,
         owner: row.try_get("owner")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
+        placeholder: row.try_get("placeholder")?,
     }
     .check()
 }
@@ -137,6 +142,7 @@ where
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
     for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
 {
     async fn find_linked(
@@ -291,5 +297,69 @@ where
 
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
         D::try_cleanup_lock(&self.pool).await
+    }
+
+    async fn find_previews(&self, attachment_id: &str) -> Result<Vec<PreviewRow>, CatalogError> {
+        let rows = sqlx::query(&previews::sql(D::PLACEHOLDER).find)
+            .bind(attachment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                RawPreview {
+                    variant: r.try_get("variant")?,
+                    format: r.try_get("format")?,
+                    storage_path: r.try_get("storage_path")?,
+                    size_bytes: r.try_get("size_bytes")?,
+                    width: r.try_get("width")?,
+                    height: r.try_get("height")?,
+                }
+                .check(attachment_id)
+            })
+            .collect()
+    }
+
+    async fn save_previews(
+        &self,
+        attachment_id: &str,
+        image: &ImageInfo,
+        rows: &[PreviewRow],
+    ) -> Result<(), CatalogError> {
+        let sql = previews::sql(D::PLACEHOLDER);
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            sqlx::query(&sql.upsert)
+                .bind(attachment_id)
+                .bind(row.variant.as_str())
+                .bind(row.format.as_str())
+                .bind(&row.storage_path)
+                .bind(query::size_to_sql(attachment_id, row.size_bytes)?)
+                .bind(i64::from(row.width))
+                .bind(i64::from(row.height))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(&sql.set_image)
+            .bind(image.width.map(i64::from))
+            .bind(image.height.map(i64::from))
+            .bind(&image.placeholder)
+            .bind(attachment_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn without_previews(
+        &self,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AttachmentRow>, CatalogError> {
+        let rows = sqlx::query(&previews::sql(D::PLACEHOLDER).missing)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::<D>).collect()
     }
 }

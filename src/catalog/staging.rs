@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::query::Placeholder;
+use super::query::{self, Placeholder};
 
 /// Largest number of ids bound into one `IN (...)` list: far below PostgreSQL's 65,535 and
 /// SQLite's 32,766 parameters.
@@ -117,13 +117,8 @@ impl StagingSql {
     /// Rows by id, any status, without the dialog owner: `n` placeholders.
     pub fn find_many(&self, p: Placeholder, n: usize) -> String {
         format!(
-            "SELECT \"id\" AS id, \"dialogId\" AS dialog_id, \"messageId\" AS message_id, \
-             \"storagePath\" AS storage_path, \"mimeType\" AS mime_type, \
-             \"sizeBytes\" AS size_bytes, \"originalName\" AS original_name, \
-             \"createdByUserId\" AS created_by_user_id, CAST(\"status\" AS TEXT) AS status, \
-             \"createdAt\" AS created_at, \"linkedAt\" AS linked_at, \
-             CAST(NULL AS TEXT) AS owner \
-             FROM \"ChatAttachment\" WHERE \"id\" IN ({})",
+            "{} WHERE \"id\" IN ({})",
+            query::plain_select(),
             list(p, 1, n)
         )
     }

@@ -169,6 +169,7 @@ mod tests {
             created_at: Utc::now(),
             linked_at: None,
             dialog_owner_id: None,
+            image: Default::default(),
         }
     }
 

@@ -90,8 +90,9 @@ pub fn from_toml_str(
     }
 }
 
-const SECTIONS: [&str; 10] = [
-    "server", "app", "auth", "catalog", "storage", "http", "limits", "upload", "internal", "log",
+const SECTIONS: [&str; 11] = [
+    "server", "app", "auth", "catalog", "storage", "http", "limits", "upload", "preview",
+    "internal", "log",
 ];
 
 /// Split the document into sections and deserialize each on its own, so that one section's
@@ -139,6 +140,7 @@ fn parse_raw(
         http: sections.parse("http"),
         limits: sections.parse("limits"),
         upload: sections.parse("upload"),
+        preview: sections.parse("preview"),
         internal: sections.parse("internal"),
         log: sections.parse("log"),
     })

@@ -65,6 +65,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub limits: LimitsConfig,
     pub upload: UploadConfig,
+    pub preview: PreviewConfig,
     pub internal: InternalConfig,
     pub log: LogConfig,
 }
@@ -415,6 +416,23 @@ pub struct UploadConfig {
     pub allowed_types: Vec<String>,
     pub staged_ttl: Duration,
     pub cleanup_interval: Duration,
+}
+
+/// `[preview]` (SPEC §12): thumbnails and previews of images.
+#[derive(Debug, Clone)]
+pub struct PreviewConfig {
+    pub enabled: bool,
+    /// Longest side of `?variant=thumb`.
+    pub thumb_px: u32,
+    /// Longest side of `?variant=preview`.
+    pub preview_px: u32,
+    /// Sources declaring more pixels are refused from their header, before decoding.
+    pub max_source_pixels: u64,
+    pub max_source_bytes: u64,
+    /// Threads that decode and encode; never Pingora's request threads.
+    pub workers: usize,
+    /// Jobs that may wait for a worker; past it a request answers `503 preview_busy`.
+    pub queue: usize,
 }
 
 #[derive(Debug, Clone)]

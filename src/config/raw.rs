@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub limits: RawLimits,
     pub upload: RawUpload,
+    pub preview: RawPreview,
     pub internal: RawInternal,
     pub log: RawLog,
 }
@@ -155,6 +156,20 @@ pub struct RawUpload {
     pub allowed_types: Option<Vec<String>>,
     pub staged_ttl_min: Option<i64>,
     pub cleanup_interval_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreview {
+    pub enabled: Option<bool>,
+    pub thumb_px: Option<i64>,
+    pub preview_px: Option<i64>,
+    pub max_source_pixels: Option<i64>,
+    pub max_source_bytes: Option<i64>,
+    pub workers: Option<i64>,
+    pub queue: Option<i64>,
+    pub pdf: Option<bool>,
+    pub video: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

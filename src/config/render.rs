@@ -24,6 +24,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         http,
         limits,
         upload,
+        preview,
         internal,
         log,
     } = cfg;
@@ -167,6 +168,17 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.strings("allowed_types", &upload.allowed_types);
     out.int("staged_ttl_min", upload.staged_ttl.as_secs() / 60);
     out.int("cleanup_interval_s", upload.cleanup_interval.as_secs());
+
+    out.section("preview");
+    out.bool("enabled", preview.enabled);
+    out.int("thumb_px", preview.thumb_px.into());
+    out.int("preview_px", preview.preview_px.into());
+    out.int("max_source_pixels", preview.max_source_pixels);
+    out.int("max_source_bytes", preview.max_source_bytes);
+    out.int("workers", preview.workers as u64);
+    out.int("queue", preview.queue as u64);
+    out.bool("pdf", false);
+    out.bool("video", false);
 
     out.section("internal");
     out.secret("service_token", internal.service_token.is_some());

@@ -442,8 +442,9 @@ fn rendered_demo_config_is_complete() {
     toml::from_str::<RawConfig>(&rendered).unwrap();
 }
 
-const SECTION_NAMES: [&str; 10] = [
-    "server", "app", "auth", "catalog", "storage", "http", "limits", "upload", "internal", "log",
+const SECTION_NAMES: [&str; 11] = [
+    "server", "app", "auth", "catalog", "storage", "http", "limits", "upload", "preview",
+    "internal", "log",
 ];
 
 #[test]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{conditional, disposition, HttpConfig};
-use crate::attachment::AttachmentRow;
+use crate::attachment::{AttachmentRow, Format, Variant};
 
 /// A header list ready to be written.
 pub type HeaderList = Vec<(&'static str, String)>;
@@ -12,6 +12,8 @@ pub type HeaderList = Vec<(&'static str, String)>;
 pub struct Validators {
     pub etag: String,
     pub last_modified: DateTime<Utc>,
+    /// What else the answer depends on: a preview's format follows `Accept`.
+    pub vary: &'static str,
 }
 
 impl Validators {
@@ -19,6 +21,18 @@ impl Validators {
         Validators {
             etag: conditional::strong_etag(&row.id, row.size_bytes, row.created_at, &row.mime_type),
             last_modified: row.created_at,
+            vary: "Authorization, Cookie",
+        }
+    }
+
+    /// A preview of `row` (SPEC §12): a strong ETag per variant and format, from the
+    /// attachment's immutable fields, so that a `304` needs no storage call.
+    pub fn of_preview(row: &AttachmentRow, variant: Variant, format: Format) -> Self {
+        let name = format!("{}/{}.{}", row.id, variant.as_str(), format.as_str());
+        Validators {
+            etag: conditional::strong_etag(&name, row.size_bytes, row.created_at, format.mime()),
+            last_modified: row.created_at,
+            vary: "Accept, Authorization, Cookie",
         }
     }
 }
@@ -34,7 +48,7 @@ pub fn caching(policy: &HttpConfig, v: &Validators) -> HeaderList {
             format!("private, max-age={}", policy.cache_max_age_s),
         ),
         // A browser shared by two people must revalidate rather than show one the other's file.
-        ("vary", "Authorization, Cookie".to_string()),
+        ("vary", v.vary.to_string()),
     ]
 }
 
@@ -108,6 +122,7 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             linked_at: None,
             dialog_owner_id: Some("u1".into()),
+            image: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@
 //! limiter (`rate_limited_total{scope}`, `limits_redis_fallback_total`).
 
 pub mod access;
+pub mod preview;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -223,6 +224,7 @@ fn metrics() -> &'static Metrics {
 /// Register every metric now, so that the first scrape lists them all at zero.
 pub fn init() {
     metrics();
+    preview::init();
 }
 
 /// A read-route request ended (any status, any path through the proxy) after writing `bytes`

@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::limits::{self, Limiter};
 use crate::metrics::access::{self, Access, Ending};
+use crate::preview::Previews;
 use crate::route::{self, Route};
 use crate::storage::Storage;
 pub use ctx::RequestCtx;
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub app_addr: SocketAddr,
     /// Rate limits and download slots (shared through Redis when configured).
     pub limiter: Arc<Limiter>,
+    /// Thumbnails and previews of images (`?variant=`).
+    pub previews: Arc<Previews>,
 }
 
 #[async_trait]

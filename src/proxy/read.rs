@@ -7,7 +7,7 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::{respond, Gateway};
-use crate::attachment::AttachmentRow;
+use crate::attachment::{AttachmentRow, Variant};
 use crate::authn::Principal;
 use crate::authz::{self, Access, Permit};
 use crate::error::GatewayError;
@@ -15,6 +15,7 @@ use crate::http::conditional;
 use crate::http::headers::{self, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::io_runtime;
+use crate::preview::negotiate;
 
 /// Which attachment the route names.
 pub struct ReadTarget {
@@ -38,12 +39,25 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     target: ReadTarget,
 ) -> Result<()> {
+    // A malformed `?variant=` says nothing about any file: refused before anything is looked up.
+    let Ok(variant) = negotiate::variant(session.req_header().uri.query()) else {
+        let err = GatewayError::BadRequest("bad_variant");
+        return respond::answer_error(session, ctx, err).await;
+    };
     let (user_id, permit) = match authorize(gw, session, ctx, &target).await {
         Ok(found) => found,
         Err(err) => return respond::answer_error(session, ctx, err).await,
     };
-    let row = permit.row();
-    let validators = Validators::of(row);
+    let (permit, validators) = match variant {
+        None => {
+            let validators = Validators::of(permit.row());
+            (permit, validators)
+        }
+        Some(variant) => match preview(gw, session, &permit, variant).await {
+            Ok(found) => found,
+            Err(err) => return respond::answer_error(session, ctx, err).await,
+        },
+    };
     let plan = match plan(gw, session, &permit, &validators) {
         Ok(plan) => plan,
         Err(err) => return respond::answer_error(session, ctx, err).await,
@@ -136,6 +150,31 @@ async fn lookup(gw: &Gateway, target: &ReadTarget) -> Result<Option<AttachmentRo
             .map_err(|e| GatewayError::Internal(e.to_string()))??
         }
     })
+}
+
+/// The preview of `variant` the request's `Accept` takes, made now if the attachment has none
+/// yet, with a permit to read it and its own validators. From here on the read goes on exactly
+/// as for the original: conditionals, ranges, streaming.
+async fn preview(
+    gw: &Gateway,
+    session: &Session,
+    permit: &Permit,
+    variant: Variant,
+) -> Result<(Permit, Validators), GatewayError> {
+    let rows = gw.previews.rows(permit).await?;
+    let accept = session
+        .req_header()
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok());
+    let chosen = negotiate::choose(&rows, variant, negotiate::accepts_webp(accept))
+        .ok_or(GatewayError::NoPreview)?;
+    let validators = Validators::of_preview(permit.row(), chosen.variant, chosen.format);
+    let preview = permit.for_preview(chosen).map_err(|denied| {
+        tracing::error!(reason = ?denied, "preview row has a bad storagePath");
+        GatewayError::NoPreview
+    })?;
+    Ok((preview, validators))
 }
 
 /// RFC 9110 §13.2.2 order: `If-None-Match`/`If-Modified-Since` first, then `If-Range`/`Range`.

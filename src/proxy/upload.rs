@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::respond::Answer;
 use super::{read, Gateway, RequestCtx};
+use crate::authz::{self, Access};
 use crate::error::GatewayError;
 use crate::io_runtime;
 use crate::storage::StorageError;
@@ -67,6 +68,12 @@ pub async fn stage(
     crate::metrics::upload_finished(row.size_bytes);
     tracing::info!(request_id = %ctx.request_id, attachment_id = %row.id, bytes = row.size_bytes, "upload staged");
     let row = store::staged_row(row);
+    // The uploader may read what they staged, so their permit is the one its previews are
+    // made with, right away and off this thread.
+    let staff = &gw.config.auth.staff_permission;
+    if let Ok(permit) = authz::authorize(&principal, row.clone(), Access::Staged, staff) {
+        gw.previews.after_upload(permit);
+    }
     Ok(Answer {
         status: 201,
         location: Some(crate::attachment::json::read_path(&row)),
@@ -93,6 +100,7 @@ pub async fn discard(
     )
     .await
     .map_err(|e| GatewayError::Internal(e.to_string()))??;
+    gw.previews.forget(attachment_id);
     ctx.outcome = "discarded";
     Ok(Answer {
         status: 204,

@@ -43,6 +43,8 @@ pub async fn discard(
             tracing::error!(attachment_id = %id, error = %e, "discarded row had a bad storagePath")
         }
     }
+    // The preview rows went with the row (the foreign key cascades); their objects go now.
+    crate::preview::sweep::remove(storage, id).await;
     Ok(())
 }
 
@@ -115,5 +117,6 @@ pub fn staged_row(row: NewAttachment) -> AttachmentRow {
         created_at: row.created_at,
         linked_at: None,
         dialog_owner_id: None,
+        image: Default::default(),
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod endpoint;
+mod preview;
 mod s3;
 mod storage;
 mod supabase;
@@ -27,6 +28,7 @@ pub(super) fn config(raw: RawConfig, c: &mut Checker) -> Config {
         http: http(raw.http, c),
         limits: limits(raw.limits, c),
         upload: upload(raw.upload, c),
+        preview: preview::section(raw.preview, c),
         internal: internal(raw.internal, c),
         log: log(raw.log, c),
     }
