@@ -1,4 +1,5 @@
-//! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `cleanup --once`, `demo`.
+//! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `cleanup --once`,
+//! `previews --backfill`, `demo`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +38,15 @@ enum Command {
         /// One pass and exit (the server runs passes itself every `upload.cleanup_interval_s`).
         #[arg(long, required = true)]
         once: bool,
+    },
+    /// Make the previews of image attachments that have none yet, then exit.
+    Previews {
+        /// Walk the catalog for image rows without previews (the only mode there is).
+        #[arg(long, required = true)]
+        backfill: bool,
+        /// Stop after this many rows; run again to go on.
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
     },
     /// Run on the embedded default with sample data and print ready-to-paste requests.
     Demo {
@@ -77,6 +87,10 @@ pub fn main() -> ExitCode {
             telemetry::init(&cfg.log);
             cleanup::run_once(&cfg)
         }),
+        Command::Previews { backfill: _, limit } => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            backfill_previews(&cfg, limit)
+        }),
         Command::Demo {
             listen,
             admin_listen,
@@ -86,6 +100,23 @@ pub fn main() -> ExitCode {
             upgrade::reload(&cli.config, &cfg.server)
         }),
     }
+}
+
+/// `previews --backfill`: the report goes to stdout as one JSON line.
+fn backfill_previews(cfg: &config::Config, limit: u64) -> anyhow::Result<()> {
+    let report = io_runtime::block_on(async {
+        let catalog = catalog::connect(&cfg.catalog).await?;
+        let storage = crate::storage::build(&cfg.storage)?;
+        let previews = std::sync::Arc::new(crate::preview::Previews::new(
+            catalog.clone(),
+            storage,
+            cfg.preview.clone(),
+        ));
+        let workers = cfg.preview.workers;
+        anyhow::Ok(crate::preview::backfill::run(previews, catalog, limit, workers).await?)
+    })?;
+    println!("{}", serde_json::to_value(report)?);
+    Ok(())
 }
 
 /// Load the config (exit 2 with one line per problem), then run `f`.

@@ -171,6 +171,11 @@ impl Gateway {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The gateway's working directory (its config, database and bucket live here).
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
