@@ -21,6 +21,7 @@ pub mod io_runtime;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod preview;
 pub mod proxy;
 pub mod route;
 pub mod server;
