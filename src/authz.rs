@@ -1,8 +1,8 @@
 //! Authorization (SPEC §3 matrix): (principal, row) -> `Permit` or a denial that looks exactly
 //! like a miss. Pure: no I/O. A `Permit` can only be built here, and storage reads need one.
 
-use crate::attachment::{PreviewRow, StorageKey};
 use crate::attachment::{AttachmentRow, AttachmentStatus};
+use crate::attachment::{PreviewRow, StorageKey};
 use crate::authn::{Principal, Role};
 
 /// Proof that the caller may read this row's object. Cloning it is harmless: only this module

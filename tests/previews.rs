@@ -141,7 +141,10 @@ impl Env {
     async fn seed(&self, id: &str, mime: &str, bytes: Vec<u8>) {
         let key = StorageKey::dialog("d1", id);
         let len = bytes.len() as u64;
-        self.storage.put(&key, mime, len, body(bytes)).await.unwrap();
+        self.storage
+            .put(&key, mime, len, body(bytes))
+            .await
+            .unwrap();
         self.catalog
             .upsert_attachment(&NewAttachment {
                 id: id.into(),
@@ -198,7 +201,12 @@ fn encode(img: &image::DynamicImage, format: ImageFormat) -> Vec<u8> {
 /// An opaque picture with detail (so encoders have something to keep).
 fn picture(w: u32, h: u32) -> image::DynamicImage {
     image::DynamicImage::ImageRgba8(RgbaImage::from_fn(w, h, |x, y| {
-        Rgba([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x + y) % 256) as u8, 255])
+        Rgba([
+            (x * 7 % 256) as u8,
+            (y * 5 % 256) as u8,
+            ((x + y) % 256) as u8,
+            255,
+        ])
     }))
 }
 
@@ -228,7 +236,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -249,7 +261,10 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend(h.to_be_bytes());
     ihdr.extend([8, 6, 0, 0, 0]);
     chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
     chunk(b"IEND", &[]);
     png
 }
@@ -288,16 +303,28 @@ async fn run_all(env: &Env) {
 }
 
 async fn formats_and_headers(env: &Env) {
-    env.seed("p1", "image/png", encode(&picture(1200, 800), ImageFormat::Png)).await;
+    env.seed(
+        "p1",
+        "image/png",
+        encode(&picture(1200, 800), ImageFormat::Png),
+    )
+    .await;
     let (ty, img, _) = decoded(env.thumb("p1", WEBP_ACCEPT).await).await;
     assert_eq!(ty, "image/webp");
-    assert_eq!((img.width(), img.height()), (400, 267), "longest side 400, aspect kept");
+    assert_eq!(
+        (img.width(), img.height()),
+        (400, 267),
+        "longest side 400, aspect kept"
+    );
     let resp = env.thumb("p1", "image/jpeg,image/png").await;
     let h = resp.headers().clone();
     assert_eq!(h["vary"], "Accept, Authorization, Cookie");
     assert!(h["cache-control"].to_str().unwrap().starts_with("private"));
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert!(h["content-disposition"].to_str().unwrap().starts_with("inline"));
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline"));
     let (ty, img, bytes) = decoded(resp).await;
     assert_eq!(ty, "image/jpeg");
     assert_eq!(h["content-length"], bytes.len().to_string().as_str());
@@ -308,7 +335,11 @@ async fn formats_and_headers(env: &Env) {
     let jpeg = h["etag"].to_str().unwrap().to_owned();
     let alice = token("alice", "USER", &[]);
     let preview = env
-        .get(&format!("{PREFIX}/d1/p1?variant=preview"), &alice, &[("accept", WEBP_ACCEPT)])
+        .get(
+            &format!("{PREFIX}/d1/p1?variant=preview"),
+            &alice,
+            &[("accept", WEBP_ACCEPT)],
+        )
         .await;
     let original = env.get(&format!("{PREFIX}/d1/p1"), &alice, &[]).await;
     assert_eq!(original.headers()["vary"], "Authorization, Cookie");
@@ -321,13 +352,21 @@ async fn formats_and_headers(env: &Env) {
     let (_, img, _) = decoded(preview).await;
     assert_eq!((img.width(), img.height()), (1200, 800));
     // A small source's thumb is its own size too.
-    env.seed("p2", "image/png", encode(&picture(300, 200), ImageFormat::Png)).await;
+    env.seed(
+        "p2",
+        "image/png",
+        encode(&picture(300, 200), ImageFormat::Png),
+    )
+    .await;
     let (_, img, _) = decoded(env.thumb("p2", WEBP_ACCEPT).await).await;
     assert_eq!((img.width(), img.height()), (300, 200));
     // Any other variant is a 400; a type without previews is an authorized `no_preview`.
-    let resp = env.get(&format!("{PREFIX}/d1/p1?variant=huge"), &alice, &[]).await;
+    let resp = env
+        .get(&format!("{PREFIX}/d1/p1?variant=huge"), &alice, &[])
+        .await;
     assert_eq!(resp.status(), 400);
-    env.seed("pdf1", "application/pdf", b"%PDF-1.4\n%%EOF\n".to_vec()).await;
+    env.seed("pdf1", "application/pdf", b"%PDF-1.4\n%%EOF\n".to_vec())
+        .await;
     let resp = env.thumb("pdf1", WEBP_ACCEPT).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.text().await.unwrap(), r#"{"error":"no_preview"}"#);
@@ -339,7 +378,9 @@ async fn formats_and_headers(env: &Env) {
         assert_eq!(r.storage_path, key.as_str());
         assert!(env.storage.list(key.as_str()).await.unwrap().len() == 1);
     }
-    assert!(rows.iter().any(|r| r.variant == Variant::Thumb && r.format == Format::Jpeg));
+    assert!(rows
+        .iter()
+        .any(|r| r.variant == Variant::Thumb && r.format == Format::Jpeg));
 }
 
 async fn phone_photo_upright_and_clean(env: &Env) {
@@ -350,7 +391,10 @@ async fn phone_photo_upright_and_clean(env: &Env) {
         assert_eq!((img.width(), img.height()), (300, 400), "{accept}");
         // The stored top-left is red; after a 90° clockwise turn it is the top-right.
         let px = img.to_rgb8().get_pixel(img.width() - 20, 20).0;
-        assert!(px[0] > 180 && px[1] < 90 && px[2] < 90, "top-right red: {px:?}");
+        assert!(
+            px[0] > 180 && px[1] < 90 && px[2] < 90,
+            "top-right red: {px:?}"
+        );
         for marker in [
             &b"Exif"[..],
             b"FixturePhone",
@@ -371,14 +415,30 @@ async fn phone_photo_upright_and_clean(env: &Env) {
     // Its display size and placeholder are on the row now.
     let row = env.catalog.find_linked("d1", "ph1").await.unwrap().unwrap();
     assert_eq!((row.image.width, row.image.height), (Some(480), Some(640)));
-    assert!(row.image.placeholder.as_deref().is_some_and(|p| p.len() > 10));
+    assert!(row
+        .image
+        .placeholder
+        .as_deref()
+        .is_some_and(|p| p.len() > 10));
 }
 
 async fn transparency_and_animation(env: &Env) {
-    env.seed("t1", "image/png", encode(&with_alpha(600, 300), ImageFormat::Png)).await;
+    env.seed(
+        "t1",
+        "image/png",
+        encode(&with_alpha(600, 300), ImageFormat::Png),
+    )
+    .await;
     let (ty, img, _) = decoded(env.thumb("t1", "image/png,image/jpeg").await).await;
-    assert_eq!(ty, "image/png", "transparency keeps PNG when WebP is not taken");
-    assert_eq!(img.to_rgba8().get_pixel(10, 10).0[3], 0, "still transparent");
+    assert_eq!(
+        ty, "image/png",
+        "transparency keeps PNG when WebP is not taken"
+    );
+    assert_eq!(
+        img.to_rgba8().get_pixel(10, 10).0[3],
+        0,
+        "still transparent"
+    );
     let (ty, img, _) = decoded(env.thumb("t1", WEBP_ACCEPT).await).await;
     assert_eq!(ty, "image/webp");
     assert_eq!(img.to_rgba8().get_pixel(10, 10).0[3], 0, "WebP keeps alpha");
@@ -387,36 +447,64 @@ async fn transparency_and_animation(env: &Env) {
     let (_, img, _) = decoded(env.thumb("g1", "image/jpeg").await).await;
     assert_eq!((img.width(), img.height()), (120, 80));
     let px = img.to_rgb8().get_pixel(60, 40).0;
-    assert!(px[0] > 200 && px[1] < 60 && px[2] < 60, "the first frame (red): {px:?}");
+    assert!(
+        px[0] > 200 && px[1] < 60 && px[2] < 60,
+        "the first frame (red): {px:?}"
+    );
 
-    env.seed("w1", "image/webp", encode(&picture(800, 800), ImageFormat::WebP)).await;
+    env.seed(
+        "w1",
+        "image/webp",
+        encode(&picture(800, 800), ImageFormat::WebP),
+    )
+    .await;
     let (_, img, _) = decoded(env.thumb("w1", "image/jpeg").await).await;
     assert_eq!((img.width(), img.height()), (400, 400));
 }
 
 async fn bombs_and_liars_have_no_preview(env: &Env) {
-    env.seed("ok1", "image/png", encode(&picture(64, 64), ImageFormat::Png)).await;
+    env.seed(
+        "ok1",
+        "image/png",
+        encode(&picture(64, 64), ImageFormat::Png),
+    )
+    .await;
     let (rss_before, _) = env.gw.memory_kib();
     let cases: [(&str, &str, Vec<u8>); 5] = [
         ("bomb1", "image/png", png_bomb(60_000, 60_000)),
         ("bomb2", "image/gif", gif_bomb(60_000, 60_000)),
-        ("cut1", "image/jpeg", PHONE_JPEG[..PHONE_JPEG.len() / 3].to_vec()),
-        ("lie1", "image/jpeg", encode(&picture(50, 50), ImageFormat::Png)),
-        ("lie2", "image/png", b"<html><script>alert(1)</script></html>".to_vec()),
+        (
+            "cut1",
+            "image/jpeg",
+            PHONE_JPEG[..PHONE_JPEG.len() / 3].to_vec(),
+        ),
+        (
+            "lie1",
+            "image/jpeg",
+            encode(&picture(50, 50), ImageFormat::Png),
+        ),
+        (
+            "lie2",
+            "image/png",
+            b"<html><script>alert(1)</script></html>".to_vec(),
+        ),
     ];
     for (id, mime, bytes) in &cases {
         env.seed(id, mime, bytes.clone()).await;
     }
     let alice = token("alice", "USER", &[]);
+    let ok_path = format!("{PREFIX}/d1/ok1");
     for (id, _, _) in &cases {
         // Other requests are served meanwhile.
-        let (bomb, other) = tokio::join!(
-            env.thumb(id, WEBP_ACCEPT),
-            env.get(&format!("{PREFIX}/d1/ok1"), &alice, &[])
-        );
+        let (bomb, other) =
+            tokio::join!(env.thumb(id, WEBP_ACCEPT), env.get(&ok_path, &alice, &[]));
         assert_eq!(other.status(), 200);
         assert_eq!(bomb.status(), 404, "{id}");
-        assert_eq!(bomb.text().await.unwrap(), r#"{"error":"no_preview"}"#, "{id}");
+        assert_eq!(
+            bomb.text().await.unwrap(),
+            r#"{"error":"no_preview"}"#,
+            "{id}"
+        );
         // Remembered: the second view is answered the same, without a second attempt.
         assert_eq!(env.thumb(id, WEBP_ACCEPT).await.status(), 404);
     }
@@ -426,10 +514,15 @@ async fn bombs_and_liars_have_no_preview(env: &Env) {
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
     assert_eq!(
-        env.metric("preview_failures_total{reason=\"too_many_pixels\"}").await,
+        env.metric("preview_failures_total{reason=\"too_many_pixels\"}")
+            .await,
         2.0
     );
-    assert!(env.metric("preview_failures_total{reason=\"undecodable\"}").await >= 3.0);
+    assert!(
+        env.metric("preview_failures_total{reason=\"undecodable\"}")
+            .await
+            >= 3.0
+    );
     assert!(env.catalog.find_previews("bomb1").await.unwrap().is_empty());
 }
 
@@ -448,7 +541,10 @@ async fn authorization_and_cloaking(env: &Env) {
         miss_for(staff_without, format!("{PREFIX}/d1/p1?variant=thumb")).await,
         denied
     );
-    for who in [token("s2", "STAFF", &[STAFF_PERMISSION]), token("root", "ADMIN", &[])] {
+    for who in [
+        token("s2", "STAFF", &[STAFF_PERMISSION]),
+        token("root", "ADMIN", &[]),
+    ] {
         let resp = env
             .get(&format!("{PREFIX}/d1/p1?variant=thumb"), &who, &[])
             .await;
@@ -470,17 +566,29 @@ async fn conditionals_and_ranges(env: &Env) {
     let alice = token("alice", "USER", &[]);
     let path = format!("{PREFIX}/d1/p1?variant=thumb");
     let resp = env
-        .get(&path, &alice, &[("accept", WEBP_ACCEPT), ("if-none-match", &etag)])
+        .get(
+            &path,
+            &alice,
+            &[("accept", WEBP_ACCEPT), ("if-none-match", &etag)],
+        )
         .await;
     assert_eq!(resp.status(), 304);
     assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
     // The JPEG's validator is another one: no 304 from the WebP's.
     let resp = env
-        .get(&path, &alice, &[("accept", "image/jpeg"), ("if-none-match", &etag)])
+        .get(
+            &path,
+            &alice,
+            &[("accept", "image/jpeg"), ("if-none-match", &etag)],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let resp = env
-        .get(&path, &alice, &[("accept", WEBP_ACCEPT), ("range", "bytes=10-19")])
+        .get(
+            &path,
+            &alice,
+            &[("accept", WEBP_ACCEPT), ("range", "bytes=10-19")],
+        )
         .await;
     assert_eq!(resp.status(), 206);
     assert_eq!(
@@ -519,7 +627,11 @@ async fn staged_previews_follow_their_upload(env: &Env) {
     assert_eq!(resp.status(), 200);
     let bob = token("bob", "USER", &[]);
     let resp = env.get(&path, &bob, &[]).await;
-    assert_eq!(resp.status(), 404, "only its uploader sees a staged preview");
+    assert_eq!(
+        resp.status(),
+        404,
+        "only its uploader sees a staged preview"
+    );
     let staff = token("s2", "STAFF", &[STAFF_PERMISSION]);
     assert_eq!(env.get(&path, &staff, &[]).await.status(), 404);
     // Known now, so the commit's answer carries size and placeholder.
@@ -541,7 +653,11 @@ async fn staged_previews_follow_their_upload(env: &Env) {
     let resp = env
         .get(&format!("{PREFIX}/d1/{id}?variant=preview"), &alice, &[])
         .await;
-    assert_eq!(resp.status(), 200, "the same previews serve the linked route");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the same previews serve the linked route"
+    );
 
     // A discarded upload takes its previews with it.
     let resp = env
@@ -553,7 +669,10 @@ async fn staged_previews_follow_their_upload(env: &Env) {
         .send()
         .await
         .unwrap();
-    let id: String = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
+    let id: String = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .into();
     let path = format!("{PREFIX}/staged/{id}?variant=thumb");
     assert_eq!(env.get(&path, &alice, &[]).await.status(), 200);
     let prefix = format!("support-chat/previews/{id}/");
@@ -566,17 +685,33 @@ async fn staged_previews_follow_their_upload(env: &Env) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    assert!(env.storage.list(&prefix).await.unwrap().is_empty(), "objects gone");
-    assert!(env.catalog.find_previews(&id).await.unwrap().is_empty(), "rows gone");
+    assert!(
+        env.storage.list(&prefix).await.unwrap().is_empty(),
+        "objects gone"
+    );
+    assert!(
+        env.catalog.find_previews(&id).await.unwrap().is_empty(),
+        "rows gone"
+    );
     assert_eq!(env.get(&path, &alice, &[]).await.status(), 404);
 }
 
 async fn single_flight(env: &Env) {
-    env.seed("sf1", "image/png", encode(&picture(1600, 1200), ImageFormat::Png)).await;
-    let before = env.metric("preview_generated_total{variant=\"thumb\"}").await;
-    let answers = futures_util::future::join_all((0..12).map(|_| env.thumb("sf1", WEBP_ACCEPT))).await;
+    env.seed(
+        "sf1",
+        "image/png",
+        encode(&picture(1600, 1200), ImageFormat::Png),
+    )
+    .await;
+    let before = env
+        .metric("preview_generated_total{variant=\"thumb\"}")
+        .await;
+    let answers =
+        futures_util::future::join_all((0..12).map(|_| env.thumb("sf1", WEBP_ACCEPT))).await;
     assert!(answers.iter().all(|r| r.status() == 200));
-    let after = env.metric("preview_generated_total{variant=\"thumb\"}").await;
+    let after = env
+        .metric("preview_generated_total{variant=\"thumb\"}")
+        .await;
     assert_eq!(after - before, 1.0, "made once for twelve waiting requests");
 }
 
@@ -595,8 +730,18 @@ async fn previews_on_sqlite_and_fs() {
 #[tokio::test]
 async fn a_full_pool_answers_busy() {
     let env = env_sqlite_fs("workers = 1\nqueue = 0").await;
-    env.seed("big1", "image/png", encode(&picture(3000, 2000), ImageFormat::Png)).await;
-    env.seed("big2", "image/png", encode(&picture(3000, 2000), ImageFormat::Png)).await;
+    env.seed(
+        "big1",
+        "image/png",
+        encode(&picture(3000, 2000), ImageFormat::Png),
+    )
+    .await;
+    env.seed(
+        "big2",
+        "image/png",
+        encode(&picture(3000, 2000), ImageFormat::Png),
+    )
+    .await;
     let first = env.thumb("big1", WEBP_ACCEPT);
     let second = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -617,10 +762,16 @@ async fn a_full_pool_answers_busy() {
 async fn backfill_makes_what_is_missing() {
     let env = env_sqlite_fs("workers = 1").await;
     for id in ["bf1", "bf2", "bf3"] {
-        env.seed(id, "image/png", encode(&picture(200, 100), ImageFormat::Png)).await;
+        env.seed(
+            id,
+            "image/png",
+            encode(&picture(200, 100), ImageFormat::Png),
+        )
+        .await;
     }
     env.seed("bf4", "image/png", b"not an image".to_vec()).await;
-    env.seed("bf5", "application/pdf", b"%PDF-1.4".to_vec()).await;
+    env.seed("bf5", "application/pdf", b"%PDF-1.4".to_vec())
+        .await;
     let run = || {
         let config_path = env.gw.dir_path().join("backfill.toml");
         let text = env
@@ -628,11 +779,23 @@ async fn backfill_makes_what_is_missing() {
             .replace("{listen}", "127.0.0.1:1")
             .replace("{admin}", "127.0.0.1:2");
         std::fs::write(&config_path, text).unwrap();
-        let out = harness::command(env.gw.dir_path(), &["previews", "--backfill", "--config"], &config_path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_owned();
+        let out = harness::command(
+            env.gw.dir_path(),
+            &["previews", "--backfill", "--config"],
+            &config_path,
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
         serde_json::from_str::<Value>(&last).unwrap()
     };
     let first = run();

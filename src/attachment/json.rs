@@ -113,7 +113,10 @@ mod tests {
             ..r.clone()
         };
         let v2 = linked(&known);
-        assert_eq!((v2["width"].clone(), v2["height"].clone()), (json!(3024), json!(4032)));
+        assert_eq!(
+            (v2["width"].clone(), v2["height"].clone()),
+            (json!(3024), json!(4032))
+        );
         assert_eq!(v2["placeholder"], "k0oGLQaSVsN0BVhn2oq2Z5SQUQcZ");
         // The storage key is internal: never in an answer.
         assert!(v.get("storagePath").is_none());

@@ -242,7 +242,9 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         image: &ImageInfo,
         previews: &[PreviewRow],
     ) -> Result<(), CatalogError> {
-        self.inner.save_previews(attachment_id, image, previews).await?;
+        self.inner
+            .save_previews(attachment_id, image, previews)
+            .await?;
         // The row now carries its size and placeholder.
         self.rows.invalidate(attachment_id);
         Ok(())

@@ -142,7 +142,10 @@ mod tests {
             height: 5,
         };
         let ok = raw("thumb", "webp", 8).check("a").unwrap();
-        assert_eq!((ok.variant, ok.format, ok.width), (Variant::Thumb, Format::Webp, 8));
+        assert_eq!(
+            (ok.variant, ok.format, ok.width),
+            (Variant::Thumb, Format::Webp, 8)
+        );
         assert!(raw("huge", "webp", 8).check("a").is_err());
         assert!(raw("thumb", "gif", 8).check("a").is_err());
         assert!(raw("thumb", "webp", 0).check("a").is_err());

@@ -46,7 +46,9 @@ pub async fn run(
         let page = catalog.without_previews(&after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id.clone();
-        let take = usize::try_from(limit - seen).unwrap_or(usize::MAX).min(page.len());
+        let take = usize::try_from(limit - seen)
+            .unwrap_or(usize::MAX)
+            .min(page.len());
         seen += take as u64;
         for batch in page[..take].chunks(concurrency.max(1)) {
             let jobs = batch.iter().filter_map(|row| {

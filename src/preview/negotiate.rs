@@ -4,8 +4,12 @@
 
 use crate::attachment::{Format, PreviewRow, Variant};
 
-/// `?variant=`: `Ok(None)` without one, `Err(())` for a value that names no variant (`400`).
-pub fn variant(query: Option<&str>) -> Result<Option<Variant>, ()> {
+/// A `?variant=` that names no variant, or two different ones: `400`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadVariant;
+
+/// `?variant=`: `Ok(None)` without one.
+pub fn variant(query: Option<&str>) -> Result<Option<Variant>, BadVariant> {
     let Some(query) = query else { return Ok(None) };
     let mut found = None;
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -14,7 +18,7 @@ pub fn variant(query: Option<&str>) -> Result<Option<Variant>, ()> {
                 (Some(v), None) => found = Some(v),
                 // Two variants in one query are a contradiction, not a choice.
                 (Some(v), Some(seen)) if v == seen => {}
-                _ => return Err(()),
+                _ => return Err(BadVariant),
             }
         }
     }
@@ -68,7 +72,11 @@ mod tests {
             attachment_id: "a".into(),
             variant,
             format,
-            storage_path: format!("support-chat/previews/a/{}.{}", variant.as_str(), format.as_str()),
+            storage_path: format!(
+                "support-chat/previews/a/{}.{}",
+                variant.as_str(),
+                format.as_str()
+            ),
             size_bytes: 1,
             width: 1,
             height: 1,
@@ -80,10 +88,21 @@ mod tests {
         assert_eq!(variant(None), Ok(None));
         assert_eq!(variant(Some("download=1")), Ok(None));
         assert_eq!(variant(Some("variant=thumb")), Ok(Some(Variant::Thumb)));
-        assert_eq!(variant(Some("a=1&variant=preview")), Ok(Some(Variant::Preview)));
-        assert_eq!(variant(Some("variant=thumb&variant=thumb")), Ok(Some(Variant::Thumb)));
-        for bad in ["variant=", "variant=big", "variant=THUMB", "variant=thumb&variant=preview"] {
-            assert_eq!(variant(Some(bad)), Err(()), "{bad}");
+        assert_eq!(
+            variant(Some("a=1&variant=preview")),
+            Ok(Some(Variant::Preview))
+        );
+        assert_eq!(
+            variant(Some("variant=thumb&variant=thumb")),
+            Ok(Some(Variant::Thumb))
+        );
+        for bad in [
+            "variant=",
+            "variant=big",
+            "variant=THUMB",
+            "variant=thumb&variant=preview",
+        ] {
+            assert_eq!(variant(Some(bad)), Err(BadVariant), "{bad}");
         }
     }
 

@@ -60,7 +60,11 @@ impl Pool {
     /// taken, so that a full pool costs the caller no I/O.
     pub fn reserve(&self) -> Result<Reserved, Full> {
         let started = self.started();
-        let slot = started.slots.clone().try_acquire_owned().map_err(|_| Full)?;
+        let slot = started
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Full)?;
         Ok(Reserved {
             slot,
             jobs: started.jobs.clone(),

@@ -213,8 +213,9 @@ impl Previews {
         for out in rendered.outputs {
             let key = StorageKey::preview(&row.id, out.variant, out.format);
             let size = out.bytes.len() as u64;
-            let body: ByteStream =
-                Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(out.bytes)) }));
+            let body: ByteStream = Box::pin(futures_util::stream::once(async move {
+                Ok(Bytes::from(out.bytes))
+            }));
             if let Err(e) = self.storage.put(&key, out.format.mime(), size, body).await {
                 metrics::storage_error(&e);
                 tracing::warn!(attachment_id = %row.id, error = %e, "preview not stored");
@@ -240,7 +241,10 @@ impl Previews {
             tracing::warn!(attachment_id = %row.id, error = %e, "previews not recorded");
             return Err(PreviewError::Catalog(e.to_string()));
         }
-        for r in rows.iter().filter(|r| r.format == crate::attachment::Format::Webp) {
+        for r in rows
+            .iter()
+            .filter(|r| r.format == crate::attachment::Format::Webp)
+        {
             metrics::preview::generated(r.variant.as_str());
         }
         metrics::preview::latency(started.elapsed());

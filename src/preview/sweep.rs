@@ -110,6 +110,9 @@ mod tests {
         assert_eq!(attachment_of(&key("support-chat/previews/a1")), None);
         assert_eq!(attachment_of(&key("support-chat/previews/a1/x/y")), None);
         assert_eq!(attachment_of(&key("support-chat/staged/u/a1")), None);
-        assert_eq!(attachment_of(&key("support-chat/previews/a.b/thumb.webp")), None);
+        assert_eq!(
+            attachment_of(&key("support-chat/previews/a.b/thumb.webp")),
+            None
+        );
     }
 }
