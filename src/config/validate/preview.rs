@@ -42,6 +42,6 @@ pub(super) fn section(raw: RawPreview, c: &mut Checker) -> PreviewConfig {
             1 << 32,
         ),
         workers: workers as usize,
-        queue: c.int("preview.queue", raw.queue, 256, 1, 1 << 16) as usize,
+        queue: c.int("preview.queue", raw.queue, 256, 0, 1 << 16) as usize,
     }
 }
