@@ -807,3 +807,61 @@ async fn backfill_makes_what_is_missing() {
     let second = run();
     assert_eq!(second["made"], 0, "{second}");
 }
+
+/// Cleanup takes previews with the expired staged upload they belong to, and sweeps preview
+/// objects whose attachment row is gone; previews of live attachments stay.
+#[tokio::test]
+async fn cleanup_removes_previews_with_their_attachment() {
+    let env = env_sqlite_fs("workers = 1").await;
+    env.seed(
+        "live1",
+        "image/png",
+        encode(&picture(200, 100), ImageFormat::Png),
+    )
+    .await;
+    assert_eq!(env.thumb("live1", WEBP_ACCEPT).await.status(), 200);
+    // A staged upload with its previews, about to expire.
+    let alice = token("alice", "USER", &[]);
+    let resp = env
+        .client
+        .post(env.gw.url(&format!("{PREFIX}?filename=s.png")))
+        .bearer_auth(&alice)
+        .header("content-type", "image/png")
+        .body(encode(&picture(300, 300), ImageFormat::Png))
+        .send()
+        .await
+        .unwrap();
+    let staged: String = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .into();
+    let path = format!("{PREFIX}/staged/{staged}?variant=thumb");
+    assert_eq!(env.get(&path, &alice, &[]).await.status(), 200);
+    // Previews left behind by a job that finished after its attachment was deleted.
+    let ghost = StorageKey::preview("ghost1", Variant::Thumb, Format::Webp);
+    env.storage
+        .put(&ghost, "image/webp", 4, body(b"RIFF".to_vec()))
+        .await
+        .unwrap();
+
+    let later = Utc::now() + chrono::Duration::hours(3);
+    let report = attachment_gateway::cleanup::run_pass(
+        env.catalog.as_ref(),
+        env.storage.as_ref(),
+        Duration::from_secs(3600),
+        later,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.expired_rows, 1, "{report:?}");
+    let storage = env.storage.clone();
+    let left = |prefix: String| {
+        let storage = storage.clone();
+        async move { storage.list(&prefix).await.unwrap().len() }
+    };
+    assert_eq!(left(format!("support-chat/previews/{staged}/")).await, 0);
+    assert_eq!(left("support-chat/previews/ghost1/".into()).await, 0);
+    assert_eq!(left("support-chat/previews/live1/".into()).await, 4);
+    assert!(report.orphans >= 1, "{report:?}");
+}
