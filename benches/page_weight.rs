@@ -26,7 +26,9 @@ const PREFIX: &str = "/api/support-chat/attachments";
 /// How many requests the page keeps in flight, as a browser does per origin on HTTP/1.1.
 const IN_FLIGHT: usize = 6;
 
-/// A photo-like 12 MP JPEG: smooth light with fine noise, so it compresses like a real one.
+/// A photo-like 12 MP JPEG: light across the frame, detail at every scale (a thumb keeps
+/// structure, as a real photo's does, rather than averaging to a flat field) and fine noise,
+/// so that both the original and its thumb compress roughly like a real photo's.
 fn photo(seed: u32) -> Vec<u8> {
     let mut state = seed.wrapping_mul(2_654_435_761) | 1;
     let img = RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
@@ -34,7 +36,8 @@ fn photo(seed: u32) -> Vec<u8> {
         state ^= state >> 17;
         state ^= state << 5;
         let noise = (state % 24) as i32 - 12;
-        let base = |v: u32, span: u32| (40 + v * 170 / span) as i32;
+        let detail = (((x / 9) ^ (y / 7)) % 48) as u32 + (((x / 61) * (y / 53)) % 40);
+        let base = |v: u32, span: u32| (20 + v * 120 / span + detail) as i32;
         let c = |v: i32| (v + noise).clamp(0, 255) as u8;
         Rgb([
             c(base(x, WIDTH)),
@@ -76,6 +79,8 @@ max_object_bytes = 104857600
 user_per_minute = 100000
 ip_per_minute = 100000
 burst = 10000
+# A page opens up to six originals at once, each a long body holding a download slot.
+max_concurrent_per_user = 8
 
 [preview]
 workers = 1
