@@ -2,7 +2,7 @@
 //! downloads, shared across instances through Redis, with an in-process fallback.
 //!
 //! ```text
-//! request_filter ── check_ip (local, before the token is even looked at: floods of bad
+//! request_filter ── check_ip (local, exact per address, before the token is looked at: floods of bad
 //!                   tokens are refused at no Redis cost)
 //! every request ── after authn: check_request
 //!                     Redis configured: ONE script = user GCRA + IP GCRA, one round trip
@@ -16,6 +16,7 @@
 
 pub mod gcra;
 pub mod headers;
+pub mod keyed;
 pub mod local;
 pub mod redis;
 
@@ -26,7 +27,8 @@ use std::sync::Arc;
 use crate::config::{LimitsConfig, OnRedisError};
 use crate::io_runtime;
 use gcra::Quota;
-use local::{Slots, Window};
+use keyed::KeyedGcra;
+use local::Slots;
 use redis::{CheckArgs, RedisLimiter, Verdict};
 
 /// Which limit refused a request (the `scope` label of `rate_limited_total`).
@@ -113,8 +115,8 @@ pub struct Limiter {
     max_slots: u32,
     on_error: OnRedisError,
     redis: Option<Arc<RedisLimiter>>,
-    local_user: Window,
-    local_ip: Window,
+    local_user: KeyedGcra,
+    local_ip: KeyedGcra,
     slots: Slots,
     stats: LimiterStats,
 }
@@ -143,8 +145,8 @@ impl Limiter {
             max_slots: cfg.max_concurrent_per_user,
             on_error: cfg.on_redis_error,
             redis,
-            local_user: Window::new(user),
-            local_ip: Window::new(ip),
+            local_user: KeyedGcra::new(user),
+            local_ip: KeyedGcra::new(ip),
             slots: Slots::new(),
             stats: LimiterStats::default(),
         })
@@ -157,6 +159,8 @@ impl Limiter {
     /// The cheap per-IP check made before the token is verified: in-process, no Redis.
     /// It never refuses a client the shared limit would admit (it sees a subset of the
     /// requests under the same quota); it stops floods (of bad tokens, say) at no cost.
+    /// States are exact per address (`keyed`): a flood from other addresses never refuses
+    /// this one.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), LimitError> {
         let Some(ip) = ip else { return Ok(()) };
         self.local_ip
