@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::sync::Cache;
 
-use super::staging::{ClaimedRow, CleanupLock, LinkRequest};
+use super::staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
 use chrono::{DateTime, Utc};
 
@@ -229,5 +229,9 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
 
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
         self.inner.try_cleanup_lock().await
+    }
+
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError> {
+        self.inner.staged_usage(user_id).await
     }
 }

@@ -20,7 +20,7 @@ pub use crate::attachment::{AttachmentRow, AttachmentStatus, NewAttachment};
 pub use cache::{CacheStats, CachedCatalog};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
-pub use staging::{ClaimedRow, CleanupLock, LinkRequest};
+pub use staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -103,6 +103,8 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Vec<ClaimedRow>, CatalogError>;
     /// Become the one instance running a cleanup pass; `None` when another one is.
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError>;
+    /// How many staged uploads, and how many bytes, `user_id` holds now.
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError>;
 }
 
 /// The catalog `cfg` describes: PostgreSQL or SQLite, behind the in-process cache unless

@@ -11,7 +11,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
-use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest};
+use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::config::CatalogConfig;
 
@@ -291,5 +291,19 @@ where
 
     async fn try_cleanup_lock(&self) -> Result<Option<CleanupLock>, CatalogError> {
         D::try_cleanup_lock(&self.pool).await
+    }
+
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError> {
+        let row = sqlx::query(&staging::sql(D::PLACEHOLDER).staged_usage)
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let count = |column: &str| -> Result<u64, CatalogError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok(StagedUsage {
+            uploads: count("uploads")?,
+            bytes: count("bytes")?,
+        })
     }
 }

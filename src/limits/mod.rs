@@ -191,16 +191,25 @@ impl Limiter {
     /// Take one of the user's download slots, for a body long enough to be worth capping
     /// (`limits.lease_over_bytes`). Keep the guard for as long as the response streams.
     pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, LimitError> {
+        self.take(format!("agw:cc:{user}"), self.max_slots).await
+    }
+
+    /// Take one of the user's `max` upload slots (`upload.max_concurrent_per_user`), the same
+    /// way: a Redis lease when configured, else in-process. Keep it while the body is stored.
+    pub async fn take_upload_slot(&self, user: &str, max: u32) -> Result<SlotGuard, LimitError> {
+        self.take(format!("agw:up:{user}"), max).await
+    }
+
+    async fn take(&self, key: String, max: u32) -> Result<SlotGuard, LimitError> {
         if let Some(redis) = &self.redis {
-            let key = format!("agw:cc:{user}");
             let lease = uuid::Uuid::new_v4().simple().to_string();
-            let (r, k, l, max) = (redis.clone(), key.clone(), lease.clone(), self.max_slots);
+            let (r, k, l) = (redis.clone(), key.clone(), lease.clone());
             let taken = io_runtime::run(async move { r.lease(&k, &l, max).await })
                 .await
                 .unwrap_or(Err(redis::RedisTrouble::BadReply));
             match taken {
                 Ok(true) => return Ok(SlotGuard::leased(redis.clone(), key, lease)),
-                Ok(false) => return Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+                Ok(false) => return Err(self.refuse_slot(max)),
                 Err(trouble) => {
                     self.fall_back(trouble)?;
                     if self.on_error == OnRedisError::Allow {
@@ -209,11 +218,11 @@ impl Limiter {
                 }
             }
         }
-        match self.slots.take(user, self.max_slots) {
+        match self.slots.take(&key, max) {
             Some(guard) => Ok(SlotGuard {
                 held: Some(Held::Local { _guard: guard }),
             }),
-            None => Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+            None => Err(self.refuse_slot(max)),
         }
     }
 
@@ -274,13 +283,28 @@ impl Limiter {
         })
     }
 
+    /// A slot cap of `max` is full: retry in a second.
+    fn refuse_slot(&self, max: u32) -> LimitError {
+        self.refuse_with(Scope::Concurrency, 1000, 1000, max.into())
+    }
+
     fn refuse(&self, scope: Scope, retry_after_ms: u64, reset_ms: u64) -> LimitError {
-        self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
         let limit = match scope {
             Scope::User => self.user_per_minute,
             Scope::Ip => self.ip_per_minute,
             Scope::Concurrency => self.max_slots.into(),
         };
+        self.refuse_with(scope, retry_after_ms, reset_ms, limit)
+    }
+
+    fn refuse_with(
+        &self,
+        scope: Scope,
+        retry_after_ms: u64,
+        reset_ms: u64,
+        limit: u64,
+    ) -> LimitError {
+        self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
         LimitError::Limited(Limited {
             scope,
             retry_after_s: gcra::whole_seconds(retry_after_ms),
