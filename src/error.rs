@@ -34,6 +34,10 @@ pub enum GatewayError {
     /// An upload declaring more than `upload.max_bytes` (RFC 9110 §15.5.14).
     #[error("payload too large")]
     PayloadTooLarge,
+    /// An upload that would take its user over `upload.max_staged_per_user` or
+    /// `upload.max_staged_bytes_per_user` (SPEC §3 "Upload").
+    #[error("staged quota exceeded")]
+    StagedQuotaExceeded,
     /// An upload of a type not allowed, whose bytes lie about it, or that is encoded
     /// (RFC 9110 §15.5.16).
     #[error("unsupported media type ({0})")]
@@ -83,6 +87,7 @@ impl GatewayError {
             GatewayError::NotImplemented => 501,
             GatewayError::LengthRequired(_) => 411,
             GatewayError::PayloadTooLarge => 413,
+            GatewayError::StagedQuotaExceeded => 413,
             GatewayError::UnsupportedMediaType(_) => 415,
             GatewayError::Conflict(_) => 409,
             GatewayError::RateLimited(_) => 429,
@@ -115,6 +120,7 @@ impl GatewayError {
             GatewayError::NotImplemented => "not_implemented",
             GatewayError::LengthRequired(_) => "length_required",
             GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::StagedQuotaExceeded => "staged_quota_exceeded",
             GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
             GatewayError::Conflict(_) => "conflict",
             GatewayError::RateLimited(_) => "rate_limited",

@@ -8,11 +8,14 @@
 //! some reading is captured by the gateway (and refused when the strict reading is not a
 //! route), so that a creative spelling never reaches the app's own handlers.
 
+pub mod target;
+
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
 use crate::attachment::is_valid_id;
+use target::TargetForm;
 
 pub const PREFIX: &str = "/api/support-chat/attachments";
 
@@ -40,6 +43,9 @@ pub enum Route {
     NotFound,
     /// Under the prefix (or possibly so) with an encoding we refuse to interpret: `400`.
     BadRequest,
+    /// A request-target that is not origin-form, absolute-form or `OPTIONS *`: `400`, never
+    /// forwarded, whatever its path would say.
+    BadTarget,
     /// Not the gateway's: forward the original request target to the app unchanged.
     Passthrough,
 }
@@ -58,6 +64,15 @@ impl fmt::Display for Malformed {
 }
 
 impl std::error::Error for Malformed {}
+
+/// Classify a request by method, raw request-target and the path Pingora read from it: a
+/// target of a refused form is nobody's route (SPEC §3 "Request targets").
+pub fn classify_request(method: &str, target: &[u8], path: &str) -> Route {
+    match target::form(method, target) {
+        TargetForm::Refused => Route::BadTarget,
+        TargetForm::Origin | TargetForm::Absolute | TargetForm::Asterisk => classify(method, path),
+    }
+}
 
 /// Classify a request by method and path (the request target without its query).
 pub fn classify(method: &str, path: &str) -> Route {

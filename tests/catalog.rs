@@ -390,6 +390,27 @@ async fn zero_ttl_means_no_cache(kind: DatabaseKind) {
     assert!(cat.cache_stats().is_none());
 }
 
+/// The per-user staged quota reads one user's `UPLOADED` rows: count and bytes.
+async fn staged_usage(kind: DatabaseKind) {
+    let db = TestDb::new(kind).await;
+    let cat = db.catalog().await;
+    cat.migrate().await.unwrap();
+    cat.upsert_dialog("d1", "u1").await.unwrap();
+    let none = cat.staged_usage("u1").await.unwrap();
+    assert_eq!((none.uploads, none.bytes), (0, 0), "{}", tag(kind));
+    for (id, user, size) in [("s1", "u1", 10), ("s2", "u1", 32), ("s3", "u2", 5)] {
+        cat.insert_staged(&NewAttachment {
+            size_bytes: size,
+            ..staged(id, user)
+        })
+        .await
+        .unwrap();
+    }
+    cat.upsert_attachment(&linked("a1", "d1")).await.unwrap();
+    let usage = cat.staged_usage("u1").await.unwrap();
+    assert_eq!((usage.uploads, usage.bytes), (2, 42), "{}", tag(kind));
+}
+
 macro_rules! on_both_engines {
     ($($body:ident),* $(,)?) => {
         mod postgres {
@@ -415,6 +436,7 @@ on_both_engines!(
     cache,
     cache_expires,
     zero_ttl_means_no_cache,
+    staged_usage,
 );
 
 /// Each read is one indexed lookup, on a table big enough for the planner to care.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::sync::Cache;
 
-use super::staging::{ClaimedRow, CleanupLock, LinkRequest};
+use super::staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
 use crate::attachment::{ImageInfo, PreviewRow};
 use chrono::{DateTime, Utc};
@@ -256,5 +256,9 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         limit: u32,
     ) -> Result<Vec<AttachmentRow>, CatalogError> {
         self.inner.without_previews(after_id, limit).await
+    }
+
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError> {
+        self.inner.staged_usage(user_id).await
     }
 }

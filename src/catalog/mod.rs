@@ -22,7 +22,7 @@ pub use crate::attachment::{AttachmentRow, AttachmentStatus, NewAttachment};
 pub use cache::{CacheStats, CachedCatalog};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
-pub use staging::{ClaimedRow, CleanupLock, LinkRequest};
+pub use staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -124,6 +124,8 @@ pub trait Catalog: Send + Sync {
         after_id: &str,
         limit: u32,
     ) -> Result<Vec<AttachmentRow>, CatalogError>;
+    /// How many staged uploads, and how many bytes, `user_id` holds now.
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError>;
 }
 
 /// The catalog `cfg` describes: PostgreSQL or SQLite, behind the in-process cache unless

@@ -12,7 +12,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::previews::{self, RawPreview};
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
-use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest};
+use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::attachment::{ImageInfo, PreviewRow};
 use crate::config::CatalogConfig;
@@ -361,5 +361,19 @@ where
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode::<D>).collect()
+    }
+
+    async fn staged_usage(&self, user_id: &str) -> Result<StagedUsage, CatalogError> {
+        let row = sqlx::query(&staging::sql(D::PLACEHOLDER).staged_usage)
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let count = |column: &str| -> Result<u64, CatalogError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+        };
+        Ok(StagedUsage {
+            uploads: count("uploads")?,
+            bytes: count("bytes")?,
+        })
     }
 }

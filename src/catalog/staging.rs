@@ -36,6 +36,13 @@ pub struct ClaimedRow {
     pub dialog_id: Option<String>,
 }
 
+/// What one user holds staged right now: the per-user quota is judged on it (SPEC §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StagedUsage {
+    pub uploads: u64,
+    pub bytes: u64,
+}
+
 /// Held while one instance runs a cleanup pass. `release` frees it at once; dropping it
 /// without `release` (an interrupted pass) frees it when the holder's session ends.
 #[async_trait]
@@ -56,6 +63,8 @@ pub struct StagingSql {
     pub link_one: String,
     /// Binds: cutoff, limit. Returns id, storage_path, dialog_id.
     pub claim_expired: String,
+    /// Binds: user. Returns uploads, bytes (both BIGINT: PostgreSQL's SUM is NUMERIC).
+    pub staged_usage: String,
 }
 
 impl StagingSql {
@@ -106,11 +115,18 @@ impl StagingSql {
             at(1),
             at(2)
         );
+        let staged_usage = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS uploads, \
+             CAST(COALESCE(SUM(\"sizeBytes\"), 0) AS BIGINT) AS bytes \
+             FROM \"ChatAttachment\" WHERE \"status\" = 'UPLOADED' AND \"createdByUserId\" = {}",
+            at(1)
+        );
         StagingSql {
             insert_staged,
             delete_staged,
             link_one,
             claim_expired,
+            staged_usage,
         }
     }
 

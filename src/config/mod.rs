@@ -416,6 +416,12 @@ pub struct UploadConfig {
     pub allowed_types: Vec<String>,
     pub staged_ttl: Duration,
     pub cleanup_interval: Duration,
+    /// Staged uploads one user may hold at once (SPEC §3 "Upload").
+    pub max_staged_per_user: u64,
+    /// Staged bytes one user may hold at once.
+    pub max_staged_bytes_per_user: u64,
+    /// Uploads one user may run at once (`429`, scope `concurrency`).
+    pub max_concurrent_per_user: u32,
 }
 
 /// `[preview]` (SPEC §12): thumbnails and previews of images.

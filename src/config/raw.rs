@@ -156,6 +156,9 @@ pub struct RawUpload {
     pub allowed_types: Option<Vec<String>>,
     pub staged_ttl_min: Option<i64>,
     pub cleanup_interval_s: Option<i64>,
+    pub max_staged_per_user: Option<i64>,
+    pub max_staged_bytes_per_user: Option<i64>,
+    pub max_concurrent_per_user: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

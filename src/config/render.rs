@@ -168,6 +168,15 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.strings("allowed_types", &upload.allowed_types);
     out.int("staged_ttl_min", upload.staged_ttl.as_secs() / 60);
     out.int("cleanup_interval_s", upload.cleanup_interval.as_secs());
+    out.int("max_staged_per_user", upload.max_staged_per_user);
+    out.int(
+        "max_staged_bytes_per_user",
+        upload.max_staged_bytes_per_user,
+    );
+    out.int(
+        "max_concurrent_per_user",
+        upload.max_concurrent_per_user.into(),
+    );
 
     out.section("preview");
     out.bool("enabled", preview.enabled);

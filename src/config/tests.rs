@@ -589,6 +589,18 @@ fn nonsensical_numbers_and_words_are_refused() {
         ("[upload]\nmax_bytes = 0", "upload.max_bytes:"),
         ("[upload]\nstaged_ttl_min = 0", "upload.staged_ttl_min:"),
         (
+            "[upload]\nmax_staged_per_user = 0",
+            "upload.max_staged_per_user:",
+        ),
+        (
+            "[upload]\nmax_staged_bytes_per_user = 0",
+            "upload.max_staged_bytes_per_user:",
+        ),
+        (
+            "[upload]\nmax_concurrent_per_user = 0",
+            "upload.max_concurrent_per_user:",
+        ),
+        (
             "[limits]\nmax_concurrent_per_user = 0",
             "limits.max_concurrent_per_user:",
         ),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{conditional, disposition, HttpConfig};
+use super::{conditional, disposition, media, HttpConfig};
 use crate::attachment::{AttachmentRow, Format, Variant};
 
 /// A header list ready to be written.
@@ -59,15 +59,16 @@ pub fn representation(
     v: &Validators,
     force_download: bool,
 ) -> HeaderList {
-    // A type that is not a valid header value is served as opaque bytes, as a download.
-    let mime_ok = http::HeaderValue::from_str(&row.mime_type).is_ok() && !row.mime_type.is_empty();
-    let content_type = if mime_ok {
-        row.mime_type.clone()
-    } else {
-        "application/octet-stream".to_string()
+    // What is not exactly one media type is served as opaque bytes, as a download; what is,
+    // is sent normalized and judged inline on that same value.
+    let (content_type, inline) = match media::normalize(&row.mime_type) {
+        Some(normalized) => {
+            let inline =
+                !force_download && disposition::is_inline(&normalized, &policy.inline_types);
+            (normalized, inline)
+        }
+        None => ("application/octet-stream".to_string(), false),
     };
-    let inline =
-        mime_ok && !force_download && disposition::is_inline(&row.mime_type, &policy.inline_types);
     let mut headers = caching(policy, v);
     headers.extend([
         ("content-type", content_type),
@@ -164,6 +165,18 @@ mod tests {
         let h = representation(&policy(), &r, &Validators::of(&r), false);
         assert_eq!(get(&h, "content-type"), "application/octet-stream");
         assert!(get(&h, "content-disposition").starts_with("attachment;"));
+    }
+
+    #[test]
+    fn a_list_of_types_is_opaque_bytes_and_one_type_is_sent_normalized() {
+        let list = row("image/png;a=b,text/html", "x.png");
+        let h = representation(&policy(), &list, &Validators::of(&list), false);
+        assert_eq!(get(&h, "content-type"), "application/octet-stream");
+        assert!(get(&h, "content-disposition").starts_with("attachment;"));
+        let one = row("Image/PNG; x=\"a,b\"", "x.png");
+        let h = representation(&policy(), &one, &Validators::of(&one), false);
+        assert_eq!(get(&h, "content-type"), "image/png");
+        assert!(get(&h, "content-disposition").starts_with("inline;"));
     }
 
     #[test]

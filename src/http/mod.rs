@@ -1,9 +1,11 @@
-//! Pure HTTP response policy: ranges, conditionals, `Content-Disposition`, validators.
+//! Pure HTTP response policy: ranges, conditionals, `Content-Disposition`, media types,
+//! validators.
 //! No I/O and no clock reads here; everything is a function of its arguments.
 
 pub mod conditional;
 pub mod disposition;
 pub mod headers;
+pub mod media;
 pub mod range;
 
 /// `[http]` as validated by `config`: what the response headers say. Defined here, below

@@ -34,6 +34,14 @@ pub enum RangeOutcome {
     Unsatisfiable,
 }
 
+/// Whether `Range` is honoured for `method`: `GET` only (RFC 9110 §14.2: "A server MUST
+/// ignore a Range header field received with a request method that is unrecognized or for
+/// which range handling is not defined", and only GET defines it). A `HEAD` with `Range`
+/// answers as the `GET` without it would: `200`, the full `Content-Length`.
+pub fn honoured_for(method: &str) -> bool {
+    method == "GET"
+}
+
 /// Decide how to answer `range_header` for an object of `size` bytes.
 pub fn evaluate(range_header: Option<&str>, size: u64) -> RangeOutcome {
     let Some(spec) = range_header.and_then(single_byte_range_spec) else {

@@ -2,7 +2,7 @@
 //! downloads, shared across instances through Redis, with an in-process fallback.
 //!
 //! ```text
-//! request_filter ── check_ip (local, before the token is even looked at: floods of bad
+//! request_filter ── check_ip (local, exact per address, before the token is looked at: floods of bad
 //!                   tokens are refused at no Redis cost)
 //! every request ── after authn: check_request
 //!                     Redis configured: ONE script = user GCRA + IP GCRA, one round trip
@@ -16,6 +16,7 @@
 
 pub mod gcra;
 pub mod headers;
+pub mod keyed;
 pub mod local;
 pub mod redis;
 
@@ -26,7 +27,8 @@ use std::sync::Arc;
 use crate::config::{LimitsConfig, OnRedisError};
 use crate::io_runtime;
 use gcra::Quota;
-use local::{Slots, Window};
+use keyed::KeyedGcra;
+use local::Slots;
 use redis::{CheckArgs, RedisLimiter, Verdict};
 
 /// Which limit refused a request (the `scope` label of `rate_limited_total`).
@@ -113,8 +115,8 @@ pub struct Limiter {
     max_slots: u32,
     on_error: OnRedisError,
     redis: Option<Arc<RedisLimiter>>,
-    local_user: Window,
-    local_ip: Window,
+    local_user: KeyedGcra,
+    local_ip: KeyedGcra,
     slots: Slots,
     stats: LimiterStats,
 }
@@ -143,8 +145,8 @@ impl Limiter {
             max_slots: cfg.max_concurrent_per_user,
             on_error: cfg.on_redis_error,
             redis,
-            local_user: Window::new(user),
-            local_ip: Window::new(ip),
+            local_user: KeyedGcra::new(user),
+            local_ip: KeyedGcra::new(ip),
             slots: Slots::new(),
             stats: LimiterStats::default(),
         })
@@ -157,6 +159,8 @@ impl Limiter {
     /// The cheap per-IP check made before the token is verified: in-process, no Redis.
     /// It never refuses a client the shared limit would admit (it sees a subset of the
     /// requests under the same quota); it stops floods (of bad tokens, say) at no cost.
+    /// States are exact per address (`keyed`): a flood from other addresses never refuses
+    /// this one.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), LimitError> {
         let Some(ip) = ip else { return Ok(()) };
         self.local_ip
@@ -187,16 +191,25 @@ impl Limiter {
     /// Take one of the user's download slots, for a body long enough to be worth capping
     /// (`limits.lease_over_bytes`). Keep the guard for as long as the response streams.
     pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, LimitError> {
+        self.take(format!("agw:cc:{user}"), self.max_slots).await
+    }
+
+    /// Take one of the user's `max` upload slots (`upload.max_concurrent_per_user`), the same
+    /// way: a Redis lease when configured, else in-process. Keep it while the body is stored.
+    pub async fn take_upload_slot(&self, user: &str, max: u32) -> Result<SlotGuard, LimitError> {
+        self.take(format!("agw:up:{user}"), max).await
+    }
+
+    async fn take(&self, key: String, max: u32) -> Result<SlotGuard, LimitError> {
         if let Some(redis) = &self.redis {
-            let key = format!("agw:cc:{user}");
             let lease = uuid::Uuid::new_v4().simple().to_string();
-            let (r, k, l, max) = (redis.clone(), key.clone(), lease.clone(), self.max_slots);
+            let (r, k, l) = (redis.clone(), key.clone(), lease.clone());
             let taken = io_runtime::run(async move { r.lease(&k, &l, max).await })
                 .await
                 .unwrap_or(Err(redis::RedisTrouble::BadReply));
             match taken {
                 Ok(true) => return Ok(SlotGuard::leased(redis.clone(), key, lease)),
-                Ok(false) => return Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+                Ok(false) => return Err(self.refuse_slot(max)),
                 Err(trouble) => {
                     self.fall_back(trouble)?;
                     if self.on_error == OnRedisError::Allow {
@@ -205,11 +218,11 @@ impl Limiter {
                 }
             }
         }
-        match self.slots.take(user, self.max_slots) {
+        match self.slots.take(&key, max) {
             Some(guard) => Ok(SlotGuard {
                 held: Some(Held::Local { _guard: guard }),
             }),
-            None => Err(self.refuse(Scope::Concurrency, 1000, 1000)),
+            None => Err(self.refuse_slot(max)),
         }
     }
 
@@ -270,13 +283,28 @@ impl Limiter {
         })
     }
 
+    /// A slot cap of `max` is full: retry in a second.
+    fn refuse_slot(&self, max: u32) -> LimitError {
+        self.refuse_with(Scope::Concurrency, 1000, 1000, max.into())
+    }
+
     fn refuse(&self, scope: Scope, retry_after_ms: u64, reset_ms: u64) -> LimitError {
-        self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
         let limit = match scope {
             Scope::User => self.user_per_minute,
             Scope::Ip => self.ip_per_minute,
             Scope::Concurrency => self.max_slots.into(),
         };
+        self.refuse_with(scope, retry_after_ms, reset_ms, limit)
+    }
+
+    fn refuse_with(
+        &self,
+        scope: Scope,
+        retry_after_ms: u64,
+        reset_ms: u64,
+        limit: u64,
+    ) -> LimitError {
+        self.stats.limited[scope as usize].fetch_add(1, Ordering::Relaxed);
         LimitError::Limited(Limited {
             scope,
             retry_after_s: gcra::whole_seconds(retry_after_ms),

@@ -54,6 +54,7 @@ pub fn route_template(route: &Route) -> &'static str {
         Route::MethodNotAllowed { .. } => "method_not_allowed",
         Route::NotFound => "not_found",
         Route::BadRequest => "bad_request",
+        Route::BadTarget => "bad_target",
         Route::Passthrough => "app",
     }
 }

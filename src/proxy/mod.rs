@@ -1,7 +1,8 @@
 //! The public listener's `ProxyHttp` implementation: the table of contents of a request.
 //!
 //! ```text
-//! request_filter ── identify (request id, client IP, route::classify on the normalized path)
+//! request_filter ── identify (request id, client IP, route::classify_request: target form,
+//!                   then the normalized path)
 //!   ├─ admit: header budget (431); own routes: write-idle timeout, per-IP limit (429)
 //!   ├─ Passthrough ───────────────► upstream_peer (app) ─► upstream_request_filter
 //!   │                                 (forward: X-Forwarded-For/Proto/Host, X-Request-Id) ─► app
@@ -209,7 +210,7 @@ impl Gateway {
                 .collect();
             client_ip::client_ip(peer, &forwarded, &self.config.server.trusted_proxies)
         });
-        ctx.route = route::classify(req.method.as_str(), req.uri.path());
+        ctx.route = route::classify_request(req.method.as_str(), req.raw_path(), req.uri.path());
         if ctx::is_download(&ctx.route) {
             ctx.in_flight = Some(crate::metrics::InFlight::start());
         }

@@ -200,12 +200,9 @@ fn plan(
         return Ok(Plan::NotModified);
     }
     let size = permit.row().size_bytes;
-    let range_header =
-        if conditional::if_range_allows_partial(header("if-range"), &v.etag, v.last_modified) {
-            header("range")
-        } else {
-            None
-        };
+    let ranged = range::honoured_for(session.req_header().method.as_str())
+        && conditional::if_range_allows_partial(header("if-range"), &v.etag, v.last_modified);
+    let range_header = if ranged { header("range") } else { None };
     match range::evaluate(range_header, size) {
         RangeOutcome::Partial(r) => Ok(Plan::Body { range: Some(r) }),
         RangeOutcome::Unsatisfiable => Err(GatewayError::RangeNotSatisfiable { size }),

@@ -43,6 +43,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
             return respond::answer_error(session, ctx, GatewayError::BadRequest("malformed_path"))
                 .await;
         }
+        Route::BadTarget => {
+            return respond::answer_error(session, ctx, GatewayError::BadRequest("bad_target"))
+                .await;
+        }
         Route::NotFound | Route::Passthrough => {
             return respond::answer_error(session, ctx, GatewayError::NotFound("no_route")).await;
         }

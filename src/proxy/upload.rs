@@ -1,5 +1,6 @@
 //! Staging an upload (SPEC §3 "Upload") and discarding one, called from the public listener's
-//! `request_filter`: authenticate -> limits -> head checks (`upload::policy`) -> `100 Continue`
+//! `request_filter`: authenticate -> limits -> head checks (`upload::policy`) -> the user's
+//! upload slot (`429`) and staged quota (`upload::quota`, `413`) -> `100 Continue`
 //! -> leading bytes (`upload::sniff`) -> the body into `upload::store` -> the `201`.
 //!
 //! The body is never held whole: chunks cross a small bounded channel from the connection's
@@ -13,11 +14,12 @@ use tokio::sync::mpsc;
 use super::respond::Answer;
 use super::{read, Gateway, RequestCtx};
 use crate::authz::{self, Access};
+use crate::catalog::StagedUsage;
 use crate::error::GatewayError;
 use crate::io_runtime;
 use crate::storage::StorageError;
 use crate::upload::policy::{self, Accepted, UploadHead};
-use crate::upload::{sniff, store};
+use crate::upload::{quota, sniff, store};
 
 /// Chunks in flight between the connection and the storage writer. Pingora hands over reads
 /// of at most a few tens of KiB, so an upload buffers well under a MiB whatever its size.
@@ -34,6 +36,14 @@ pub async fn stage(
         .check_request(&principal.user_id, ctx.client_ip)
         .await?;
     let accepted = check_head(gw, session)?;
+    // Held until the body is stored (or refused): bounds what one user runs at once.
+    let upload = &gw.config.upload;
+    let _slot = gw
+        .limiter
+        .take_upload_slot(&principal.user_id, upload.max_concurrent_per_user)
+        .await?;
+    let usage = staged_usage(gw, &principal.user_id).await?;
+    quota::check(usage, accepted.length, upload).map_err(|_| GatewayError::StagedQuotaExceeded)?;
     // RFC 9110 §10.1.1: only now, with every check on the head passed, invite the body; a
     // refused client gets the final status instead and never sends it.
     if expects_continue(session) {
@@ -107,6 +117,15 @@ pub async fn discard(
         body: None,
         location: None,
     })
+}
+
+/// What the user holds staged now, read on the I/O runtime where the pool lives.
+async fn staged_usage(gw: &Gateway, user_id: &str) -> Result<StagedUsage, GatewayError> {
+    let (catalog, user) = (gw.catalog.clone(), user_id.to_owned());
+    io_runtime::run(async move { catalog.staged_usage(&user).await })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .map_err(GatewayError::from)
 }
 
 fn check_head(gw: &Gateway, session: &Session) -> Result<Accepted, GatewayError> {

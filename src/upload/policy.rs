@@ -170,6 +170,9 @@ mod tests {
             allowed_types: vec!["image/png".into(), "text/plain".into(), "video/*".into()],
             staged_ttl: Duration::from_secs(3600),
             cleanup_interval: Duration::from_secs(300),
+            max_staged_per_user: 100,
+            max_staged_bytes_per_user: 256 << 20,
+            max_concurrent_per_user: 4,
         }
     }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod local;
 pub mod tap;
 
 #[path = "../common/seaweed.rs"]
@@ -223,11 +224,20 @@ pub async fn raw_request(
     request_line_path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    raw_method_request(base, "GET", request_line_path, headers).await
+}
+
+/// As [`raw_request`], with any method and request-target.
+pub async fn raw_method_request(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req =
-        format!("GET {request_line_path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

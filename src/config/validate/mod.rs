@@ -421,6 +421,27 @@ fn upload(raw: RawUpload, c: &mut Checker) -> UploadConfig {
             60 * c.int("upload.staged_ttl_min", raw.staged_ttl_min, 60, 1, 1 << 32),
         ),
         cleanup_interval: c.seconds("upload.cleanup_interval_s", raw.cleanup_interval_s, 300, 1),
+        max_staged_per_user: c.int(
+            "upload.max_staged_per_user",
+            raw.max_staged_per_user,
+            100,
+            1,
+            u64::MAX,
+        ),
+        max_staged_bytes_per_user: c.int(
+            "upload.max_staged_bytes_per_user",
+            raw.max_staged_bytes_per_user,
+            256 << 20,
+            1,
+            u64::MAX,
+        ),
+        max_concurrent_per_user: c.int(
+            "upload.max_concurrent_per_user",
+            raw.max_concurrent_per_user,
+            4,
+            1,
+            1 << 16,
+        ) as u32,
     }
 }
 
