@@ -36,7 +36,7 @@ fn photo(seed: u32) -> Vec<u8> {
         state ^= state >> 17;
         state ^= state << 5;
         let noise = (state % 24) as i32 - 12;
-        let detail = (((x / 9) ^ (y / 7)) % 48) as u32 + (((x / 61) * (y / 53)) % 40);
+        let detail = ((x / 9) ^ (y / 7)) % 48 + ((x / 61) * (y / 53)) % 40;
         let base = |v: u32, span: u32| (20 + v * 120 / span + detail) as i32;
         let c = |v: i32| (v + noise).clamp(0, 255) as u8;
         Rgb([
