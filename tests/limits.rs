@@ -6,7 +6,6 @@
 
 mod harness;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use attachment_gateway::config;
 use attachment_gateway::storage::{self, StorageKey};
 use bytes::Bytes;
 use chrono::Utc;
+use harness::redis::RedisServer;
 use harness::{free_port, token, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,71 +23,6 @@ const PREFIX: &str = "/api/support-chat/attachments";
 /// A video large enough that socket buffers cannot swallow it.
 const BIG: usize = 32 * 1024 * 1024;
 const SMALL: usize = 64 * 1024;
-
-/// A private Redis on an ephemeral port; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let server = RedisServer {
-            port,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.connection().await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    async fn start() -> RedisServer {
-        Self::start_on(free_port()).await
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await
-    }
-
-    async fn exists(&self, key: &str) -> bool {
-        let mut c = self.connection().await.unwrap();
-        redis::cmd("EXISTS")
-            .arg(key)
-            .query_async::<i64>(&mut c)
-            .await
-            .unwrap()
-            == 1
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Catalog + bucket shared by every gateway of a suite (the same files).
 struct Data {

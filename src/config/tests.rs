@@ -166,7 +166,7 @@ fn every_default_matches_the_spec() {
     assert!(l.redis_url.is_none());
     assert_eq!(
         (l.user_per_minute, l.ip_per_minute, l.burst),
-        (120, 600, 20)
+        (600, 1200, 200)
     );
     assert_eq!(l.max_concurrent_per_user, 4);
     assert_eq!(l.on_redis_error, OnRedisError::Local);

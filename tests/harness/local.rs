@@ -40,6 +40,8 @@ pub struct Local {
     pub app: App,
     pub data: Data,
     pub client: reqwest::Client,
+    /// The configuration `gw` runs with, for a second instance over the same backends.
+    toml: String,
 }
 
 impl Data {
@@ -134,7 +136,13 @@ impl Local {
             app,
             data,
             client: reqwest::Client::new(),
+            toml,
         }
+    }
+
+    /// Another instance with the same configuration (same catalog, bucket, app and Redis).
+    pub async fn twin(&self) -> Gateway {
+        Gateway::start(&self.toml).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod local;
+pub mod redis;
 pub mod tap;
 
 #[path = "../common/seaweed.rs"]

@@ -375,9 +375,9 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
     ];
     LimitsConfig {
         redis_url,
-        user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 120),
-        ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 600),
-        burst: c.u32("limits.burst", raw.burst, 20),
+        user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 600),
+        ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 1200),
+        burst: c.u32("limits.burst", raw.burst, 200),
         max_concurrent_per_user: c.u32(
             "limits.max_concurrent_per_user",
             raw.max_concurrent_per_user,
