@@ -28,6 +28,9 @@ pub enum GatewayError {
     ObjectTooLarge,
     #[error("not implemented")]
     NotImplemented,
+    /// A cookie-authenticated write from another site's page (SPEC §3 "Cross-site requests").
+    #[error("cross-site request")]
+    CrossSite,
     /// An upload without a usable `Content-Length` (RFC 9110 §15.5.12).
     #[error("length required ({0})")]
     LengthRequired(&'static str),
@@ -85,6 +88,7 @@ impl GatewayError {
             GatewayError::RangeNotSatisfiable { .. } => 416,
             GatewayError::ObjectTooLarge => 403,
             GatewayError::NotImplemented => 501,
+            GatewayError::CrossSite => 403,
             GatewayError::LengthRequired(_) => 411,
             GatewayError::PayloadTooLarge => 413,
             GatewayError::StagedQuotaExceeded => 413,
@@ -118,6 +122,7 @@ impl GatewayError {
             GatewayError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             GatewayError::ObjectTooLarge => "object_too_large",
             GatewayError::NotImplemented => "not_implemented",
+            GatewayError::CrossSite => "cross_site",
             GatewayError::LengthRequired(_) => "length_required",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::StagedQuotaExceeded => "staged_quota_exceeded",

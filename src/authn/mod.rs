@@ -22,7 +22,7 @@ use crate::config::{AuthConfig, JwtAlgorithm};
 use claims::ClaimNames;
 use keys::Keys;
 
-pub use token::MAX_TOKEN_BYTES;
+pub use token::{has_bearer, MAX_TOKEN_BYTES};
 
 /// The caller's role, from the `role` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,12 @@ use super::Authenticator;
 /// base64, JSON and signature work one hostile request can cause.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Whether the request carries a bearer credential (then a cookie, if any, is not used):
+/// browsers never attach one on their own, so such a request is not judged cross-site.
+pub fn has_bearer(authorization: Option<&str>) -> bool {
+    authorization.and_then(bearer_token).is_some()
+}
+
 impl Authenticator {
     /// Extract the token: `Authorization: Bearer <t>` (scheme case-insensitive, one space or
     /// more; RFC 6750 §2.1, RFC 9110 §11.1) wins; otherwise the cookie named `auth.cookie` from

@@ -130,6 +130,7 @@ pub struct RawHttp {
     pub max_object_bytes: Option<i64>,
     pub inline_types: Option<Vec<String>>,
     pub cross_origin_resource_policy: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

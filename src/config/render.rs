@@ -132,6 +132,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         "cross_origin_resource_policy",
         &http.cross_origin_resource_policy,
     );
+    out.strings("allowed_origins", &http.allowed_origins);
 
     out.section("limits");
     match &limits.redis_url {

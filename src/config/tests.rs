@@ -162,6 +162,7 @@ fn every_default_matches_the_spec() {
     assert!(h.inline_types.contains(&"image/png".to_string()));
     assert!(!h.inline_types.iter().any(|t| t.contains("svg")));
     assert_eq!(h.cross_origin_resource_policy, "same-origin");
+    assert!(h.allowed_origins.is_empty());
     let l = &cfg.limits;
     assert!(l.redis_url.is_none());
     assert_eq!(
@@ -565,6 +566,10 @@ fn nonsensical_numbers_and_words_are_refused() {
             "storage.signed_url_ttl_s:",
         ),
         ("[http]\nmax_object_bytes = 0", "http.max_object_bytes:"),
+        (
+            "[http]\nallowed_origins = [\"https://a.example\", \"a.example\"]",
+            "http.allowed_origins[1]:",
+        ),
         (
             "[http]\ncross_origin_resource_policy = \"none\"",
             "http.cross_origin_resource_policy:",

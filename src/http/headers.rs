@@ -106,6 +106,7 @@ mod tests {
             max_object_bytes: 1 << 30,
             inline_types: disposition::default_inline_types(),
             cross_origin_resource_policy: "same-origin".into(),
+            allowed_origins: Vec::new(),
         }
     }
 

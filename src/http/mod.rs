@@ -6,6 +6,7 @@ pub mod conditional;
 pub mod disposition;
 pub mod headers;
 pub mod media;
+pub mod origin;
 pub mod range;
 
 /// `[http]` as validated by `config`: what the response headers say. Defined here, below
@@ -18,4 +19,7 @@ pub struct HttpConfig {
     /// MIME types (or `type/*` wildcards) shown inline.
     pub inline_types: Vec<String>,
     pub cross_origin_resource_policy: String,
+    /// Origins whose pages may make cookie-authenticated writes (normalized by
+    /// `origin::normalize`); empty: the request's own scheme and `Host`.
+    pub allowed_origins: Vec<String>,
 }

@@ -25,6 +25,20 @@ fn upstream_host(upstream: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
+/// The scheme the client used: a trusted proxy's `X-Forwarded-Proto`, else the listener's.
+pub fn request_scheme(req: &RequestHeader, peer: Option<IpAddr>, server: &ServerConfig) -> String {
+    let trusted = peer.is_some_and(|p| client_ip::is_trusted(p, &server.trusted_proxies));
+    match req
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|p| p.to_str().ok())
+    {
+        Some(p) if trusted && matches!(p, "http" | "https") => p.to_string(),
+        _ if server.tls_cert_file.is_some() => "https".to_string(),
+        _ => "http".to_string(),
+    }
+}
+
 /// A trusted proxy's chain is extended; anyone else's claims are replaced by the peer.
 pub fn set_forwarded_headers(
     upstream: &mut RequestHeader,
@@ -51,11 +65,7 @@ pub fn set_forwarded_headers(
     if !chain.is_empty() {
         upstream.insert_header("x-forwarded-for", chain.join(", "))?;
     }
-    let proto = match upstream.headers.get("x-forwarded-proto") {
-        Some(p) if trusted => p.to_str().unwrap_or("http").to_string(),
-        _ if server.tls_cert_file.is_some() => "https".to_string(),
-        _ => "http".to_string(),
-    };
+    let proto = request_scheme(upstream, peer, server);
     upstream.insert_header("x-forwarded-proto", proto)?;
     match host {
         Some(h) => upstream.insert_header("x-forwarded-host", h)?,

@@ -11,9 +11,9 @@ use crate::attachment::{AttachmentRow, Variant};
 use crate::authn::Principal;
 use crate::authz::{self, Access, Permit};
 use crate::error::GatewayError;
-use crate::http::conditional;
 use crate::http::headers::{self, Validators};
 use crate::http::range::{self, ByteRange, RangeOutcome};
+use crate::http::{conditional, origin};
 use crate::io_runtime;
 use crate::preview::negotiate;
 
@@ -104,6 +104,35 @@ async fn authorize(
         GatewayError::NotFound("denied")
     })?;
     Ok((principal.user_id, permit))
+}
+
+/// `authenticate` for a write (upload, discard): a cookie-authenticated one must come from the
+/// app's own pages (`http::origin`), or it is refused before anything is stored.
+pub fn authenticate_write(gw: &Gateway, session: &Session) -> Result<Principal, GatewayError> {
+    let principal = authenticate(gw, session)?;
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    if crate::authn::has_bearer(header("authorization")) {
+        return Ok(principal);
+    }
+    let scheme = super::forward::request_scheme(req, super::peer_ip(session), &gw.config.server);
+    let provenance = origin::Provenance {
+        origin: header("origin"),
+        sec_fetch_site: header("sec-fetch-site"),
+        scheme: &scheme,
+        host: header("host").or_else(|| req.uri.authority().map(|a| a.as_str())),
+    };
+    if origin::same_origin(&provenance, &gw.config.http.allowed_origins) {
+        Ok(principal)
+    } else {
+        tracing::info!(
+            origin = provenance.origin.unwrap_or("-"),
+            sec_fetch_site = provenance.sec_fetch_site.unwrap_or("-"),
+            user = %principal.user_id,
+            "cross-site write refused"
+        );
+        Err(GatewayError::CrossSite)
+    }
 }
 
 /// Token from `Authorization: Bearer` or the session cookie, never from the query string.

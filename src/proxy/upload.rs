@@ -31,7 +31,7 @@ pub async fn stage(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<Answer, GatewayError> {
-    let principal = read::authenticate(gw, session)?;
+    let principal = read::authenticate_write(gw, session)?;
     gw.limiter
         .check_request(&principal.user_id, ctx.client_ip)
         .await?;
@@ -99,7 +99,7 @@ pub async fn discard(
     ctx: &mut RequestCtx,
     attachment_id: &str,
 ) -> Result<Answer, GatewayError> {
-    let principal = read::authenticate(gw, session)?;
+    let principal = read::authenticate_write(gw, session)?;
     gw.limiter
         .check_request(&principal.user_id, ctx.client_ip)
         .await?;

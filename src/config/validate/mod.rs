@@ -347,7 +347,23 @@ fn http(raw: RawHttp, c: &mut Checker) -> HttpConfig {
                 "same-origin",
             )
             .to_string(),
+        allowed_origins: origins(c, raw.allowed_origins.unwrap_or_default()),
     }
+}
+
+/// `http.allowed_origins`: each a serialized `http(s)://host[:port]` origin, kept normalized.
+fn origins(c: &mut Checker, list: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match crate::http::origin::normalize(entry) {
+            Some(origin) => out.push(origin),
+            None => c.problem(
+                format!("http.allowed_origins[{i}]"),
+                format!("{entry:?} is not an origin like \"https://chat.example.com\""),
+            ),
+        }
+    }
+    out
 }
 
 fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
