@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's laptop.
-# Installs what is missing (cmake, a C compiler, SeaweedFS), starts PostgreSQL and Redis on
+# Installs what is missing (cmake, a C compiler, SeaweedFS, Chromium, Node), starts PostgreSQL and Redis on
 # 127.0.0.1 when none answers, then runs formatting, lints and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,13 @@ if ! command -v weed >/dev/null; then
   hash -r
 fi
 weed version | head -n 1
+
+log "Chromium and playwright-core (browser tests of the demo chat page)"
+# Debian's chromium, driven by playwright-core from npm: never a browser download.
+command -v chromium >/dev/null || apt_install chromium
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+chromium --version 2>/dev/null | head -n 1
 
 log "PostgreSQL on 127.0.0.1:5432"
 if ! answers 5432; then

@@ -56,6 +56,14 @@ enum Command {
         /// Admin listener (default 127.0.0.1:9090).
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
+        /// The chat page, the stand-in app behind the gateway (default: the config's
+        /// app.upstream, 127.0.0.1:8088).
+        #[arg(long)]
+        app_listen: Option<std::net::SocketAddr>,
+        /// Run the page against this config's catalog and storage instead of the embedded
+        /// default (it needs auth.hs_secret and internal.service_token).
+        #[arg(long = "with-config")]
+        with_config: Option<std::path::PathBuf>,
     },
     /// Zero-downtime upgrade (systemd `ExecReload`): start a new instance with `--upgrade`,
     /// hand it the running instance's sockets, let the old one drain.
@@ -94,7 +102,14 @@ pub fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin_listen,
-        } => report(demo::run(listen, admin_listen)),
+            app_listen,
+            with_config,
+        } => report(demo::run(demo::Options {
+            listen,
+            admin_listen,
+            app_listen,
+            config: with_config,
+        })),
         Command::Reload => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
             upgrade::reload(&cli.config, &cfg.server)

@@ -7,6 +7,7 @@ use anyhow::{anyhow, Context};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
 
 use crate::authn::Authenticator;
 use crate::config::Config;
@@ -22,6 +23,15 @@ const SHUTDOWN_TIMEOUT_S: u64 = 5;
 
 /// Serve until a signal stops the process.
 pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
+    run_with(config, upgrade, Vec::new())
+}
+
+/// `run`, with more services in the same server (the demo's chat page).
+pub fn run_with(
+    config: Config,
+    upgrade: bool,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (catalog, storage) = io_runtime::block_on(async {
         let catalog = catalog::connect(&config.catalog)
@@ -92,6 +102,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
 
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_services(extra);
     server.add_service(pingora::services::background::background_service(
         "cleanup",
         crate::cleanup::CleanupService {

@@ -73,19 +73,21 @@ fn requests(guide: &str) -> Vec<Printed> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_printed_request_answers_as_promised() {
     let dir = tempfile::tempdir().unwrap();
-    let (listen, admin) = (free_port(), free_port());
+    let (listen, admin, app) = (free_port(), free_port(), free_port());
     let out_path = dir.path().join("guide.txt");
     let mut child = Command::new(harness::binary())
         .current_dir(dir.path())
         .args(["demo", "--listen", &format!("127.0.0.1:{listen}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--app-listen", &format!("127.0.0.1:{app}")])
         .env_remove("DATABASE_URL")
         .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Seeding makes the previews of 100 screenshots first: slow in a debug build.
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let ready = client
             .get(format!("http://127.0.0.1:{admin}/healthz"))
@@ -122,27 +124,44 @@ async fn every_printed_request_answers_as_promised() {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), *status, "{url} with {headers:?}");
     }
-    // The browser route: the cookie the guide prints authenticates too.
-    let cookie_line = guide
-        .lines()
-        .find(|l| l.starts_with("document.cookie"))
+    // The browser route: the guide's first line is the chat page, served through the gateway.
+    let page = format!("http://127.0.0.1:{listen}/");
+    assert!(
+        guide.contains(&format!("open {page} in a browser")),
+        "{guide}"
+    );
+    let resp = client.get(&page).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    // Choosing who you are sets a session cookie the gateway accepts.
+    let resp = client
+        .post(format!("{page}demo/session"))
+        .body(r#"{"as":"alice"}"#)
+        .send()
+        .await
         .unwrap();
-    let cookie = cookie_line
-        .split('\'')
-        .nth(1)
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
         .unwrap()
         .split(';')
         .next()
-        .unwrap();
+        .unwrap()
+        .to_string();
     let (_, _, png_url) = &requests[0];
     let resp = client
         .get(png_url)
-        .header("cookie", cookie)
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "image/png");
+    // Read with the cookie, a file is revalidated on every use (a shared browser).
+    assert_eq!(resp.headers()["cache-control"], "private, no-cache");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -14,6 +14,9 @@ pub struct Validators {
     pub last_modified: DateTime<Utc>,
     /// What else the answer depends on: a preview's format follows `Accept`.
     pub vary: &'static str,
+    /// The request was authenticated by the session cookie, i.e. by a browser that may be
+    /// shared: see `caching`.
+    pub cookie_session: bool,
 }
 
 impl Validators {
@@ -22,6 +25,7 @@ impl Validators {
             etag: conditional::strong_etag(&row.id, row.size_bytes, row.created_at, &row.mime_type),
             last_modified: row.created_at,
             vary: "Authorization, Cookie",
+            cookie_session: false,
         }
     }
 
@@ -33,20 +37,28 @@ impl Validators {
             etag: conditional::strong_etag(&name, row.size_bytes, row.created_at, format.mime()),
             last_modified: row.created_at,
             vary: "Accept, Authorization, Cookie",
+            cookie_session: false,
         }
     }
 }
 
 /// Caching headers shared by 200, 206 and 304 (RFC 9110 §15.4.5: a 304 carries the validators
 /// and `Cache-Control` a 200 would have).
+///
+/// A cookie-authenticated answer is `private, no-cache`: stored, but revalidated before every
+/// use (a `304` from the catalog). `Vary: Cookie` alone does not protect a browser that two
+/// people share: Chromium's in-memory cache never sees cookies and served the previous
+/// person's pictures after a sign-in (`tests/browser`). Bearer clients keep `max-age`.
 pub fn caching(policy: &HttpConfig, v: &Validators) -> HeaderList {
+    let cache_control = if v.cookie_session || policy.cache_max_age_s == 0 {
+        "private, no-cache".to_string()
+    } else {
+        format!("private, max-age={}", policy.cache_max_age_s)
+    };
     vec![
         ("etag", v.etag.clone()),
         ("last-modified", conditional::http_date(v.last_modified)),
-        (
-            "cache-control",
-            format!("private, max-age={}", policy.cache_max_age_s),
-        ),
+        ("cache-control", cache_control),
         // A browser shared by two people must revalidate rather than show one the other's file.
         ("vary", v.vary.to_string()),
     ]
@@ -133,6 +145,28 @@ mod tests {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
             .unwrap()
+    }
+
+    #[test]
+    fn a_cookie_session_revalidates_every_time_and_a_bearer_client_may_keep_its_copy() {
+        let r = row("image/png", "a.png");
+        let cache_control = |v: &Validators, p: &HttpConfig| {
+            caching(p, v)
+                .into_iter()
+                .find(|(k, _)| *k == "cache-control")
+                .unwrap()
+                .1
+        };
+        let mut v = Validators::of(&r);
+        assert_eq!(cache_control(&v, &policy()), "private, max-age=300");
+        v.cookie_session = true;
+        assert_eq!(cache_control(&v, &policy()), "private, no-cache");
+        let zero = HttpConfig {
+            cache_max_age_s: 0,
+            ..policy()
+        };
+        v.cookie_session = false;
+        assert_eq!(cache_control(&v, &zero), "private, no-cache");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod ctx;
 mod forward;
 mod offload;
 pub(crate) mod read;
-mod respond;
+pub(crate) mod respond;
 mod routes;
 mod stream;
 mod upload;

@@ -48,7 +48,7 @@ pub async fn serve(
         Ok(found) => found,
         Err(err) => return respond::answer_error(session, ctx, err).await,
     };
-    let (permit, validators) = match variant {
+    let (permit, mut validators) = match variant {
         None => {
             let validators = Validators::of(permit.row());
             (permit, validators)
@@ -58,6 +58,9 @@ pub async fn serve(
             Err(err) => return respond::answer_error(session, ctx, err).await,
         },
     };
+    let authorization = session.req_header().headers.get("authorization");
+    validators.cookie_session =
+        !crate::authn::has_bearer(authorization.and_then(|v| v.to_str().ok()));
     let plan = match plan(gw, session, &permit, &validators) {
         Ok(plan) => plan,
         Err(err) => return respond::answer_error(session, ctx, err).await,
