@@ -30,7 +30,11 @@ enum Command {
     /// Serve (the default).
     Run,
     /// Validate the configuration and print it with secrets redacted.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to the catalog database and check its tables' shape (no changes).
+        #[arg(long)]
+        database: bool,
+    },
     /// Apply `migrations/` to the catalog database.
     Migrate,
     /// Run one cleanup pass (expired staged uploads, orphan objects), then exit.
@@ -69,10 +73,20 @@ pub fn main() -> ExitCode {
             telemetry::init(&cfg.log);
             server::run(cfg, cli.upgrade)
         }),
-        Command::CheckConfig => with_config(&cli.config, |cfg| {
-            print!("{}", config::render_redacted(&cfg));
-            Ok(())
-        }),
+        Command::CheckConfig { database } => match config::load(&cli.config) {
+            Ok(cfg) => {
+                print!("{}", config::render_redacted(&cfg));
+                if database {
+                    check_database(&cfg)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                ExitCode::from(2)
+            }
+        },
         Command::Migrate => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
             io_runtime::block_on(async {
@@ -99,6 +113,28 @@ pub fn main() -> ExitCode {
             telemetry::init(&cfg.log);
             upgrade::reload(&cli.config, &cfg.server)
         }),
+    }
+}
+
+/// `check-config --database`: exit 2 with one line per mismatch, as for a config problem,
+/// since both mean the gateway must not start as configured.
+fn check_database(cfg: &config::Config) -> ExitCode {
+    let verified = io_runtime::block_on(async {
+        let catalog = catalog::connect(&cfg.catalog).await?;
+        catalog.verify_schema().await
+    });
+    match verified {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(catalog::CatalogError::Schema(problems)) => {
+            for line in &problems.0 {
+                eprintln!("catalog: {line}");
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("catalog.database_url: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -37,6 +37,10 @@ impl Identifier {
         }
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// `"name"`: the shape rules out any quote inside, so no escaping is needed.
     fn quoted(&self) -> String {
         format!("\"{}\"", self.0)

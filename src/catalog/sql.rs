@@ -12,6 +12,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::previews::{self, RawPreview};
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
+use super::schema::{self, SchemaProblems, Table, TypeRules};
 use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::attachment::{ImageInfo, PreviewRow};
@@ -26,7 +27,7 @@ type SqlQuery<'q, D> =
 
 /// Everything one engine does its own way. The SQL text itself is shared; only its parameter
 /// marker (and what `staging` derives from it) depends on the engine.
-pub trait Dialect: Send + Sync + 'static {
+pub trait Dialect: TypeRules + Send + Sync + 'static {
     type Db: Database;
     /// How a timestamp is bound: the schema stores UTC at millisecond precision, each engine
     /// in its own column type.
@@ -50,11 +51,20 @@ pub trait Dialect: Send + Sync + 'static {
     fn try_cleanup_lock(
         pool: &Pool<Self::Db>,
     ) -> impl Future<Output = Result<Option<CleanupLock>, CatalogError>> + Send;
+    /// The columns and indexes of `table` as the engine reports them; `None` when the
+    /// queries' unqualified name finds no table.
+    fn describe(
+        pool: &Pool<Self::Db>,
+        table: &str,
+    ) -> impl Future<Output = Result<Option<Table>, CatalogError>> + Send;
 }
 
 pub struct SqlCatalog<D: Dialect> {
     pool: Pool<D::Db>,
     sql: Queries,
+    /// What `verify_schema` checks besides the gateway's own tables.
+    dialog_table: Identifier,
+    owner_column: Identifier,
     dialect: PhantomData<D>,
 }
 
@@ -76,6 +86,8 @@ impl<D: Dialect> SqlCatalog<D> {
         Ok(SqlCatalog {
             pool,
             sql: Queries::new(&table, &owner, D::PLACEHOLDER),
+            dialog_table: table,
+            owner_column: owner,
             dialect: PhantomData,
         })
     }
@@ -176,7 +188,21 @@ where
 
     async fn migrate(&self) -> Result<(), CatalogError> {
         D::migrator().run(&self.pool).await?;
-        Ok(())
+        self.verify_schema().await
+    }
+
+    async fn verify_schema(&self) -> Result<(), CatalogError> {
+        let needs = schema::required(self.dialog_table.as_str(), self.owner_column.as_str());
+        let mut lines = Vec::new();
+        for need in &needs {
+            let found = D::describe(&self.pool, &need.name).await?;
+            lines.extend(schema::compare::<D>(need, found.as_ref()));
+        }
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError::Schema(SchemaProblems(lines)))
+        }
     }
 
     async fn upsert_dialog(
