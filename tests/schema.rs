@@ -1,7 +1,8 @@
 //! The catalog's shape is checked whoever created the tables (issue 17, point 2): through the
 //! real binary against real PostgreSQL, a table the app made from the brief alone makes
 //! `migrate` and `check-config --database` fail naming each mismatch, and `/readyz` answer
-//! `503` naming the schema.
+//! `503` naming the schema. The migrations' bookkeeping stays out of the app's schema, and the
+//! default dialog table is made only when it is the configured one (point 3).
 
 mod harness;
 
@@ -9,6 +10,8 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use attachment_gateway::catalog;
+use attachment_gateway::config::{CatalogConfig, DatabaseKind, Secret};
 use harness::{command, free_port, PgDatabase, HS_SECRET};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -165,4 +168,103 @@ async fn readyz(admin: u16) -> (u16, serde_json::Value) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn catalog_config(db: &PgDatabase, dialog_table: &str, owner: &str) -> CatalogConfig {
+    CatalogConfig {
+        database_url: Secret::new(db.url.clone()),
+        kind: DatabaseKind::Postgres,
+        max_connections: 2,
+        cache_ttl: Duration::ZERO,
+        dialog_table: dialog_table.into(),
+        dialog_owner_column: owner.into(),
+        migrations_schema: "attachment_gateway".into(),
+    }
+}
+
+/// `(schema, table)` of every table in the database outside PostgreSQL's own schemas.
+async fn tables(db: &PgDatabase) -> Vec<(String, String)> {
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+fn pair(schema: &str, table: &str) -> (String, String) {
+    (schema.into(), table.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bookkeeping_lives_outside_the_apps_schema() {
+    let db = PgDatabase::create().await;
+    let cat = catalog::connect(&catalog_config(&db, "SupportDialog", "userId"))
+        .await
+        .unwrap();
+    cat.migrate().await.unwrap();
+    // Again: nothing to apply, nothing changes.
+    cat.migrate().await.unwrap();
+    assert_eq!(
+        tables(&db).await,
+        [
+            pair("attachment_gateway", "_migrations"),
+            pair("public", "ChatAttachment"),
+            pair("public", "ChatAttachmentPreview"),
+            pair("public", "SupportDialog"),
+        ]
+    );
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let versions: Vec<(i64,)> =
+        sqlx::query_as(r#"SELECT "version" FROM attachment_gateway."_migrations" ORDER BY 1"#)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, [(1,), (2,)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_dialog_table_is_made_only_when_it_is_the_one_configured() {
+    let db = PgDatabase::create().await;
+    exec(
+        &db,
+        r#"CREATE TABLE "Conversation" ("id" TEXT PRIMARY KEY, "ownerId" TEXT NOT NULL)"#,
+    )
+    .await;
+    let cat = catalog::connect(&catalog_config(&db, "Conversation", "ownerId"))
+        .await
+        .unwrap();
+    cat.migrate().await.unwrap();
+    let public: Vec<String> = tables(&db)
+        .await
+        .into_iter()
+        .filter(|(s, _)| s == "public")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(
+        public,
+        ["ChatAttachment", "ChatAttachmentPreview", "Conversation"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_migrated_by_an_earlier_gateway_migrates_again() {
+    // Before the bookkeeping moved, `_sqlx_migrations` sat in the app's schema; the new
+    // bookkeeping starts empty and applies every migration again, which their
+    // `IF NOT EXISTS` make harmless.
+    let db = PgDatabase::create().await;
+    let mut cfg = catalog_config(&db, "SupportDialog", "userId");
+    cfg.migrations_schema = "earlier".into();
+    catalog::connect(&cfg)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let cat = catalog::connect(&catalog_config(&db, "SupportDialog", "userId"))
+        .await
+        .unwrap();
+    cat.migrate().await.unwrap();
 }

@@ -13,7 +13,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::Row;
 
-use super::query::{self, Placeholder};
+use super::pg_migrate;
+use super::query::{self, Identifier, Placeholder};
 use super::schema::{Column, Need, Table, TypeRules};
 use super::sql::{Dialect, SqlCatalog};
 use super::staging::{CleanupLock, LockGuard};
@@ -24,8 +25,7 @@ use crate::config::CatalogConfig;
 /// (`503`) instead of queueing behind a stuck database.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
-// sqlx serializes concurrent migrators with an advisory lock and records what ran in
-// `_sqlx_migrations`, so several instances may start at once.
+// Run by `pg_migrate`, which keeps the bookkeeping out of the app's schema.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The advisory-lock key every instance uses for cleanup ("agw-cln" in ASCII).
@@ -53,9 +53,16 @@ impl Dialect for PgDialect {
             .connect_lazy_with(options))
     }
 
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
+    async fn migrate(pool: &PgPool, bookkeeping: &Identifier) -> Result<(), CatalogError> {
+        pg_migrate::run(pool, &MIGRATOR, bookkeeping).await
     }
+
+    const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
+    "id" TEXT NOT NULL,
+    "userId" TEXT NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
+    CONSTRAINT "SupportDialog_pkey" PRIMARY KEY ("id")
+)"#;
 
     /// Bound as `timestamp` (no zone): the UTC wall-clock time, cut to the stored precision so
     /// the database does not round it into the next millisecond.

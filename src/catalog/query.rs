@@ -42,7 +42,7 @@ impl Identifier {
     }
 
     /// `"name"`: the shape rules out any quote inside, so no escaping is needed.
-    fn quoted(&self) -> String {
+    pub(super) fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
     }
 }

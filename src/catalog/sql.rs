@@ -7,7 +7,6 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::previews::{self, RawPreview};
@@ -39,7 +38,14 @@ pub trait Dialect: TypeRules + Send + Sync + 'static {
     fn connect(
         cfg: &CatalogConfig,
     ) -> impl Future<Output = Result<Pool<Self::Db>, CatalogError>> + Send;
-    fn migrator() -> &'static Migrator;
+    /// Apply the engine's `migrations/`, recording them in `bookkeeping` where the engine
+    /// has schemas.
+    fn migrate(
+        pool: &Pool<Self::Db>,
+        bookkeeping: &Identifier,
+    ) -> impl Future<Output = Result<(), CatalogError>> + Send;
+    /// Creates the default dialog table (SPEC §5) if it does not exist.
+    const DEFAULT_DIALOG_SQL: &'static str;
     fn to_sql_time(t: DateTime<Utc>) -> Self::Time;
     /// `created_at` and `linked_at` of a selected row.
     fn times(
@@ -59,12 +65,17 @@ pub trait Dialect: TypeRules + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Table>, CatalogError>> + Send;
 }
 
+/// SPEC §5's default dialog table, the one `migrate` creates.
+pub const DEFAULT_DIALOG_TABLE: &str = "SupportDialog";
+pub const DEFAULT_DIALOG_OWNER: &str = "userId";
+
 pub struct SqlCatalog<D: Dialect> {
     pool: Pool<D::Db>,
     sql: Queries,
     /// What `verify_schema` checks besides the gateway's own tables.
     dialog_table: Identifier,
     owner_column: Identifier,
+    migrations_schema: Identifier,
     dialect: PhantomData<D>,
 }
 
@@ -72,7 +83,9 @@ impl<D: Dialect> SqlCatalog<D> {
     /// The engine's pool for `cfg` (see `Dialect::connect` for when it dials).
     pub async fn connect(cfg: &CatalogConfig) -> Result<Self, CatalogError> {
         let pool = D::connect(cfg).await?;
-        Self::with_pool(pool, &cfg.dialog_table, &cfg.dialog_owner_column)
+        let mut catalog = Self::with_pool(pool, &cfg.dialog_table, &cfg.dialog_owner_column)?;
+        catalog.migrations_schema = Identifier::new("migrations_schema", &cfg.migrations_schema)?;
+        Ok(catalog)
     }
 
     /// A catalog over an existing pool (tests, tools).
@@ -88,6 +101,10 @@ impl<D: Dialect> SqlCatalog<D> {
             sql: Queries::new(&table, &owner, D::PLACEHOLDER),
             dialog_table: table,
             owner_column: owner,
+            migrations_schema: Identifier::new(
+                "migrations_schema",
+                crate::config::DEFAULT_MIGRATIONS_SCHEMA,
+            )?,
             dialect: PhantomData,
         })
     }
@@ -149,7 +166,6 @@ impl<D: Dialect> Catalog for SqlCatalog<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
     for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    <D::Db as Database>::Connection: Migrate,
     for<'a> &'a str: ColumnIndex<DialectRow<D>>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
@@ -187,7 +203,16 @@ where
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
-        D::migrator().run(&self.pool).await?;
+        D::migrate(&self.pool, &self.migrations_schema).await?;
+        // Only the default: a configured dialog table is the app's, and a "SupportDialog"
+        // made beside it would be a table Prisma does not know and wants to drop.
+        if self.dialog_table.as_str() == DEFAULT_DIALOG_TABLE
+            && self.owner_column.as_str() == DEFAULT_DIALOG_OWNER
+        {
+            sqlx::raw_sql(D::DEFAULT_DIALOG_SQL)
+                .execute(&self.pool)
+                .await?;
+        }
         self.verify_schema().await
     }
 

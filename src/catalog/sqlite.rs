@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::query::Placeholder;
+use super::query::{Identifier, Placeholder};
 use super::schema::{Column, Need, Table, TypeRules};
 use super::sql::{Dialect, SqlCatalog};
 use super::staging::{CleanupLock, LockGuard};
@@ -72,9 +72,20 @@ impl Dialect for SqliteDialect {
         Ok(pool.connect_with(options).await?)
     }
 
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
+    /// sqlx's own migrator and `_sqlx_migrations`: SQLite has no schemas to keep it apart,
+    /// and the embedded catalog is the gateway's alone.
+    async fn migrate(pool: &SqlitePool, _bookkeeping: &Identifier) -> Result<(), CatalogError> {
+        Ok(MIGRATOR.run(pool).await?)
     }
+
+    /// `0001_catalog.sql` creates it already, and stays as it is so that existing files keep
+    /// their recorded checksum.
+    const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
+    "id" TEXT NOT NULL PRIMARY KEY,
+    "userId" TEXT NOT NULL,
+    "createdAt" INTEGER NOT NULL
+        DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+)"#;
 
     fn to_sql_time(t: DateTime<Utc>) -> i64 {
         to_millis(t)

@@ -13,6 +13,7 @@ mod validate;
 pub use checker::Problem;
 pub use load::{from_toml_str, load, load_demo, ConfigErrors, DEMO_TOML};
 pub use render::{redact_url, render_redacted};
+pub use validate::DEFAULT_MIGRATIONS_SCHEMA;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -322,6 +323,9 @@ pub struct CatalogConfig {
     /// Validated SQL identifiers (`[A-Za-z_][A-Za-z0-9_]*`), quoted when used.
     pub dialog_table: String,
     pub dialog_owner_column: String,
+    /// PostgreSQL only: the schema holding the gateway's migration bookkeeping
+    /// (`"<schema>"."_migrations"`), apart from the app's tables. A validated identifier.
+    pub migrations_schema: String,
 }
 
 #[derive(Debug, Clone)]

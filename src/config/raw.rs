@@ -87,6 +87,7 @@ pub struct RawCatalog {
     pub cache_ttl_s: Option<i64>,
     pub dialog_table: Option<String>,
     pub dialog_owner_column: Option<String>,
+    pub migrations_schema: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

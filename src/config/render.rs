@@ -81,6 +81,7 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("cache_ttl_s", catalog.cache_ttl.as_secs());
     out.string("dialog_table", &catalog.dialog_table);
     out.string("dialog_owner_column", &catalog.dialog_owner_column);
+    out.string("migrations_schema", &catalog.migrations_schema);
 
     out.section("storage");
     match &storage.provider {

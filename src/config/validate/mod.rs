@@ -155,6 +155,10 @@ fn is_host_port(s: &str) -> bool {
     host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
+/// Outside the app's schema, so that Prisma, which compares only the schema it manages, sees
+/// no table it does not know (`migrate dev` would report drift and offer a reset).
+pub const DEFAULT_MIGRATIONS_SCHEMA: &str = "attachment_gateway";
+
 fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
     let configured = c.secret(
         "catalog.database_url",
@@ -201,6 +205,12 @@ fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
         raw.dialog_owner_column,
         "userId",
     );
+    let migrations_schema = identifier(
+        c,
+        "catalog.migrations_schema",
+        raw.migrations_schema,
+        DEFAULT_MIGRATIONS_SCHEMA,
+    );
     CatalogConfig {
         database_url: Secret::new(url),
         kind,
@@ -208,6 +218,7 @@ fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
         cache_ttl: c.seconds("catalog.cache_ttl_s", raw.cache_ttl_s, 30, 0),
         dialog_table,
         dialog_owner_column,
+        migrations_schema,
     }
 }
 
