@@ -41,6 +41,10 @@ if ! answers 6379; then
 fi
 answers 6379 || { echo "Redis does not answer on 127.0.0.1:6379"; exit 1; }
 
+log "Node packages of the Prisma check (tests/prisma.rs)"
+command -v npm >/dev/null || apt_install nodejs npm
+npm ci --prefix prisma --no-audit --no-fund
+
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
