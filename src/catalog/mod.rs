@@ -3,6 +3,7 @@
 //! in front (`cache`).
 
 pub mod cache;
+pub mod legacy;
 pub mod pg_migrate;
 pub mod postgres;
 pub mod previews;

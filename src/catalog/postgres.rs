@@ -57,6 +57,8 @@ impl Dialect for PgDialect {
         pg_migrate::run(pool, &MIGRATOR, bookkeeping).await
     }
 
+    const NULL_TIME: &'static str = "CAST(NULL AS TIMESTAMP)";
+
     const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
     "id" TEXT NOT NULL,
     "userId" TEXT NOT NULL,

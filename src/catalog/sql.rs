@@ -44,6 +44,8 @@ pub trait Dialect: TypeRules + Send + Sync + 'static {
         pool: &Pool<Self::Db>,
         bookkeeping: &Identifier,
     ) -> impl Future<Output = Result<(), CatalogError>> + Send;
+    /// A NULL that decodes where `times` reads `linked_at`.
+    const NULL_TIME: &'static str;
     /// Creates the default dialog table (SPEC §5) if it does not exist.
     const DEFAULT_DIALOG_SQL: &'static str;
     fn to_sql_time(t: DateTime<Utc>) -> Self::Time;

@@ -80,6 +80,8 @@ impl Dialect for SqliteDialect {
 
     /// `0001_catalog.sql` creates it already, and stays as it is so that existing files keep
     /// their recorded checksum.
+    const NULL_TIME: &'static str = "CAST(NULL AS INTEGER)";
+
     const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
     "id" TEXT NOT NULL PRIMARY KEY,
     "userId" TEXT NOT NULL,

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub limits: RawLimits,
     pub upload: RawUpload,
     pub preview: RawPreview,
+    pub backfill: RawBackfill,
     pub internal: RawInternal,
     pub log: RawLog,
 }
@@ -201,3 +202,21 @@ pub const SECRET_KEYS: &[&str] = &[
     "limits.redis_url",
     "internal.service_token",
 ];
+
+/// `[backfill]` (SPEC §10, §13): where the app keeps its legacy attachment JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    pub messages_table: Option<String>,
+    pub message_id_column: Option<String>,
+    pub dialog_column: Option<String>,
+    pub author_column: Option<String>,
+    pub created_column: Option<String>,
+    pub attachments_column: Option<String>,
+    pub path_field: Option<String>,
+    pub name_field: Option<String>,
+    pub mime_field: Option<String>,
+    pub size_field: Option<String>,
+    pub id_field: Option<String>,
+    pub batch_size: Option<i64>,
+}
