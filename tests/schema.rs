@@ -268,3 +268,39 @@ async fn a_catalog_migrated_by_an_earlier_gateway_migrates_again() {
         .unwrap();
     cat.migrate().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_migrating_at_once_take_turns() {
+    let db = PgDatabase::create().await;
+    let cfg = catalog_config(&db, "SupportDialog", "userId");
+    let (a, b) = (
+        catalog::connect(&cfg).await.unwrap(),
+        catalog::connect(&cfg).await.unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_migration_that_changed_is_refused() {
+    let db = PgDatabase::create().await;
+    let cat = catalog::connect(&catalog_config(&db, "SupportDialog", "userId"))
+        .await
+        .unwrap();
+    cat.migrate().await.unwrap();
+    exec(
+        &db,
+        r#"UPDATE attachment_gateway."_migrations" SET "checksum" = '\x00' WHERE "version" = 1"#,
+    )
+    .await;
+    let err = cat.migrate().await.unwrap_err();
+    assert!(err.to_string().contains("1"), "{err}");
+    assert!(
+        matches!(
+            err,
+            catalog::CatalogError::Migrate(sqlx::migrate::MigrateError::VersionMismatch(1))
+        ),
+        "{err}"
+    );
+}

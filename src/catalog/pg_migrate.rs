@@ -17,10 +17,12 @@ use super::CatalogError;
 /// The advisory-lock key of `migrate` ("agw-mig" in ASCII); cleanup uses another.
 const MIGRATE_LOCK_KEY: i64 = 0x0061_6777_2d6d_6967;
 
+/// Apply `migrator`'s migrations, then `then` (the config-dependent DDL), under the lock.
 pub async fn run(
     pool: &PgPool,
     migrator: &Migrator,
     schema: &Identifier,
+    then: Option<&str>,
 ) -> Result<(), CatalogError> {
     let mut conn = pool.acquire().await?;
     // Session-level: if `migrate` dies, the closed connection frees it.
@@ -30,7 +32,16 @@ pub async fn run(
         .execute(&mut *conn)
         .await?;
     let table = format!("{}.\"_migrations\"", schema.quoted());
-    let result = apply(&mut conn, migrator, schema, &table).await;
+    let mut result = apply(&mut conn, migrator, schema, &table).await;
+    if let (Ok(()), Some(sql)) = (&result, then) {
+        // `IF NOT EXISTS` alone is not enough: two sessions creating one table at once
+        // collide on its row type (`pg_type_typname_nsp_index`).
+        result = conn
+            .execute(sqlx::raw_sql(sql))
+            .await
+            .map(drop)
+            .map_err(Into::into);
+    }
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *conn)

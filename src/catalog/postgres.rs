@@ -53,8 +53,12 @@ impl Dialect for PgDialect {
             .connect_lazy_with(options))
     }
 
-    async fn migrate(pool: &PgPool, bookkeeping: &Identifier) -> Result<(), CatalogError> {
-        pg_migrate::run(pool, &MIGRATOR, bookkeeping).await
+    async fn migrate(
+        pool: &PgPool,
+        bookkeeping: &Identifier,
+        then: Option<&'static str>,
+    ) -> Result<(), CatalogError> {
+        pg_migrate::run(pool, &MIGRATOR, bookkeeping, then).await
     }
 
     const NULL_TIME: &'static str = "CAST(NULL AS TIMESTAMP)";

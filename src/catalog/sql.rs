@@ -39,10 +39,12 @@ pub trait Dialect: TypeRules + Send + Sync + 'static {
         cfg: &CatalogConfig,
     ) -> impl Future<Output = Result<Pool<Self::Db>, CatalogError>> + Send;
     /// Apply the engine's `migrations/`, recording them in `bookkeeping` where the engine
-    /// has schemas.
+    /// has schemas, then run `then` (DDL that depends on the config) while still holding
+    /// whatever keeps two instances from migrating at once.
     fn migrate(
         pool: &Pool<Self::Db>,
         bookkeeping: &Identifier,
+        then: Option<&'static str>,
     ) -> impl Future<Output = Result<(), CatalogError>> + Send;
     /// A NULL that decodes where `times` reads `linked_at`.
     const NULL_TIME: &'static str;
@@ -205,16 +207,12 @@ where
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
-        D::migrate(&self.pool, &self.migrations_schema).await?;
         // Only the default: a configured dialog table is the app's, and a "SupportDialog"
         // made beside it would be a table Prisma does not know and wants to drop.
-        if self.dialog_table.as_str() == DEFAULT_DIALOG_TABLE
-            && self.owner_column.as_str() == DEFAULT_DIALOG_OWNER
-        {
-            sqlx::raw_sql(D::DEFAULT_DIALOG_SQL)
-                .execute(&self.pool)
-                .await?;
-        }
+        let default_dialog = self.dialog_table.as_str() == DEFAULT_DIALOG_TABLE
+            && self.owner_column.as_str() == DEFAULT_DIALOG_OWNER;
+        let then = default_dialog.then_some(D::DEFAULT_DIALOG_SQL);
+        D::migrate(&self.pool, &self.migrations_schema, then).await?;
         self.verify_schema().await
     }
 

@@ -74,8 +74,16 @@ impl Dialect for SqliteDialect {
 
     /// sqlx's own migrator and `_sqlx_migrations`: SQLite has no schemas to keep it apart,
     /// and the embedded catalog is the gateway's alone.
-    async fn migrate(pool: &SqlitePool, _bookkeeping: &Identifier) -> Result<(), CatalogError> {
-        Ok(MIGRATOR.run(pool).await?)
+    async fn migrate(
+        pool: &SqlitePool,
+        _bookkeeping: &Identifier,
+        then: Option<&'static str>,
+    ) -> Result<(), CatalogError> {
+        MIGRATOR.run(pool).await?;
+        if let Some(sql) = then {
+            sqlx::raw_sql(sql).execute(pool).await?;
+        }
+        Ok(())
     }
 
     /// `0001_catalog.sql` creates it already, and stays as it is so that existing files keep
