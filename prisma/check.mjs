@@ -18,7 +18,8 @@ import { bindMigrationAwareSqlAdapterFactory, ColumnTypeEnum } from '@prisma/dri
 import * as bindings from '@prisma/schema-engine-wasm/schema_engine_bg'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const schemaPath = join(here, 'schema.prisma')
+// PRISMA_SCHEMA: another schema file (tests/prisma.rs tries the enum variant teams write).
+const schemaPath = process.env.PRISMA_SCHEMA ?? join(here, 'schema.prisma')
 const files = [{ path: schemaPath, content: readFileSync(schemaPath, 'utf8') }]
 const filters = { externalTables: [], externalEnums: [] }
 

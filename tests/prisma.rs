@@ -19,6 +19,10 @@ fn prisma_dir() -> PathBuf {
 
 /// `node prisma/check.mjs <what>` against `db`: exit code and stdout.
 fn check(db: &PgDatabase, what: &str) -> (i32, String) {
+    check_with(db, what, &prisma_dir().join("schema.prisma"))
+}
+
+fn check_with(db: &PgDatabase, what: &str, schema: &Path) -> (i32, String) {
     let dir = prisma_dir();
     assert!(
         dir.join("node_modules/@prisma/schema-engine-wasm").is_dir(),
@@ -28,6 +32,7 @@ fn check(db: &PgDatabase, what: &str) -> (i32, String) {
         .arg(dir.join("check.mjs"))
         .arg(what)
         .env("DATABASE_URL", &db.url)
+        .env("PRISMA_SCHEMA", schema)
         .output()
         .expect("node on PATH");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -92,4 +97,26 @@ async fn an_empty_database_differs() {
         out.contains("ChatAttachment") && out.contains("SupportDialog"),
         "{out}"
     );
+}
+
+/// Why `status` is a `String` in the shipped model: the enum a team would most likely write
+/// makes Prisma drop the column and add it back with a default, turning every linked
+/// attachment into a staged one that the next cleanup deletes with its object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_as_a_prisma_enum_would_drop_the_column() {
+    let db = PgDatabase::create().await;
+    gateway(&db, &["migrate", "--config"]);
+    let shipped = std::fs::read_to_string(prisma_dir().join("schema.prisma")).unwrap();
+    let status = "  status          String\n";
+    assert!(shipped.contains(status));
+    let with_enum = shipped.replace(
+        status,
+        "  status          AttachmentStatus @default(UPLOADED)\n",
+    ) + "\nenum AttachmentStatus {\n  UPLOADED\n  LINKED\n}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.prisma");
+    std::fs::write(&schema, with_enum).unwrap();
+    let (code, out) = check_with(&db, "diff", &schema);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(r#"DROP COLUMN "status""#), "{out}");
 }
