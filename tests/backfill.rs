@@ -1,6 +1,7 @@
 //! `attachment-gateway backfill` through the real binary against real PostgreSQL (SPEC §2,
 //! §13): keyset pages over the app's messages table, a `--dry-run` that writes nothing, strict
-//! skips with reasons, idempotent reruns, `--after` to resume.
+//! skips with reasons, idempotent reruns, `--after` to resume, and a run killed half-way
+//! finished by the next.
 //!
 //! The rate on a million legacy attachments is an ignored test:
 //! `cargo nextest run --test backfill --run-ignored ignored-only --no-capture`
@@ -181,16 +182,50 @@ async fn legacy_json_becomes_linked_rows_once() {
     env.gateway(&["check-config", "--database", "--config"]);
 }
 
-/// A million legacy attachments (one per message), timed through the binary.
+/// Killed half-way (each page is committed on its own), a new run finishes the job and
+/// inserts nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: a million rows take minutes"]
-async fn a_million_legacy_attachments() {
-    let n: u64 = std::env::var("BACKFILL_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let env = Env::new(5000).await;
-    let seeded = Instant::now();
+async fn a_run_killed_half_way_is_finished_by_the_next() {
+    const N: i64 = 30_000;
+    let env = Env::new(200).await;
+    seed(&env, N as u64).await;
+    let mut child = command(env.dir.path(), &["backfill", "--config"], &env.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = 0;
+    while seen == 0 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        seen = env.count().await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // An insert already running when the process died still commits server-side: wait
+    // until the count stops moving.
+    let mut partial = env.count().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = env.count().await;
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    assert!(
+        partial > 0,
+        "the first run wrote nothing before it was killed"
+    );
+    assert!(partial < N, "the first run finished before it was killed");
+    let summary = env.backfill(&[]);
+    assert_eq!(env.count().await, N);
+    assert_eq!(summary["inserted"].as_i64(), Some(N - partial));
+    assert_eq!(summary["existing"].as_i64(), Some(partial));
+}
+
+/// `n` messages of one attachment each.
+async fn seed(env: &Env, n: u64) {
     env.exec(&format!(
         r#"INSERT INTO "SupportMessage"
            SELECT 'm' || lpad(i::text, 9, '0'), 'd' || (i % 1000), 'u' || (i % 5000),
@@ -201,6 +236,19 @@ async fn a_million_legacy_attachments() {
            FROM generate_series(1, {n}) AS i"#
     ))
     .await;
+}
+
+/// A million legacy attachments (one per message), timed through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: a million rows take minutes"]
+async fn a_million_legacy_attachments() {
+    let n: u64 = std::env::var("BACKFILL_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let env = Env::new(5000).await;
+    let seeded = Instant::now();
+    seed(&env, n).await;
     println!("seeded {n} messages in {:.1?}", seeded.elapsed());
     let started = Instant::now();
     let summary = env.backfill(&[]);
