@@ -6,6 +6,7 @@
 //                                                   when that is anything at all
 //   DATABASE_URL=... node prisma/check.mjs create   create the models' tables as Prisma's
 //                                                   first migration would
+//   DATABASE_URL=... node prisma/check.mjs pull     the models `prisma db pull` would write
 //
 // The diff is printed both as Prisma's summary and as the SQL it would run.
 import { readFileSync } from 'node:fs'
@@ -117,7 +118,21 @@ async function main() {
     console.log(out.stdout.trim())
     return 0
   }
-  throw new Error(`unknown command ${command ?? '(none)'}: diff | create`)
+  if (command === 'pull') {
+    // A datasource-only schema, as `db pull` starts from on an empty schema.prisma.
+    const datasource = files[0].content.match(/datasource db \{[^}]*\}/)[0]
+    const e = await engine(url)
+    const out = await e.introspect({
+      schema: { files: [{ path: schemaPath, content: datasource }] },
+      baseDirectoryPath: here,
+      force: true,
+      compositeTypeDepth: -1,
+      namespaces: null,
+    })
+    console.log(out.schema.files.map((f) => f.content).join('\n'))
+    return 0
+  }
+  throw new Error(`unknown command ${command ?? '(none)'}: diff | create | pull`)
 }
 
 main().then(

@@ -120,3 +120,26 @@ async fn status_as_a_prisma_enum_would_drop_the_column() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains(r#"DROP COLUMN "status""#), "{out}");
 }
+
+/// The migrations' bookkeeping stays out of Prisma's sight: `db pull` on a database the
+/// gateway migrated finds the three models and nothing else (no `_sqlx_migrations`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_pull_sees_no_bookkeeping() {
+    let db = PgDatabase::create().await;
+    gateway(&db, &["migrate", "--config"]);
+    let (code, pulled) = check(&db, "pull");
+    assert_eq!(code, 0, "{pulled}");
+    let models: Vec<&str> = pulled
+        .lines()
+        .filter(|l| l.starts_with("model ") || l.starts_with("enum "))
+        .collect();
+    assert_eq!(
+        models,
+        [
+            "model ChatAttachment {",
+            "model ChatAttachmentPreview {",
+            "model SupportDialog {"
+        ],
+        "{pulled}"
+    );
+}
