@@ -48,6 +48,10 @@ if ! answers 6379; then
 fi
 answers 6379 || { echo "Redis does not answer on 127.0.0.1:6379"; exit 1; }
 
+log "Node packages: the Prisma check (tests/prisma.rs), the TypeScript client (tests/ts_client.rs)"
+command -v npm >/dev/null || apt_install nodejs npm
+for dir in prisma clients/ts; do npm ci --prefix "$dir" --no-audit --no-fund; done
+
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

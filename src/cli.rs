@@ -1,12 +1,12 @@
 //! Command line (SPEC §2): `run` (default), `check-config`, `migrate`, `cleanup --once`,
-//! `previews --backfill`, `demo`.
+//! `backfill`, `previews --backfill`, `demo`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{catalog, cleanup, config, demo, io_runtime, server, telemetry, upgrade};
+use crate::{backfill, catalog, cleanup, config, demo, io_runtime, server, telemetry, upgrade};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +30,11 @@ enum Command {
     /// Serve (the default).
     Run,
     /// Validate the configuration and print it with secrets redacted.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to the catalog database and check its tables' shape (no changes).
+        #[arg(long)]
+        database: bool,
+    },
     /// Apply `migrations/` to the catalog database.
     Migrate,
     /// Run one cleanup pass (expired staged uploads, orphan objects), then exit.
@@ -38,6 +42,15 @@ enum Command {
         /// One pass and exit (the server runs passes itself every `upload.cleanup_interval_s`).
         #[arg(long, required = true)]
         once: bool,
+    },
+    /// Write one LINKED row per attachment of the app's legacy JSON (`[backfill]`), then exit.
+    Backfill {
+        /// Read and check everything, count what would be inserted, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start after this message id (the `last_message_id` of an interrupted run).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// Make the previews of image attachments that have none yet, then exit.
     Previews {
@@ -77,10 +90,20 @@ pub fn main() -> ExitCode {
             telemetry::init(&cfg.log);
             server::run(cfg, cli.upgrade)
         }),
-        Command::CheckConfig => with_config(&cli.config, |cfg| {
-            print!("{}", config::render_redacted(&cfg));
-            Ok(())
-        }),
+        Command::CheckConfig { database } => match config::load(&cli.config) {
+            Ok(cfg) => {
+                print!("{}", config::render_redacted(&cfg));
+                if database {
+                    check_database(&cfg)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                ExitCode::from(2)
+            }
+        },
         Command::Migrate => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
             io_runtime::block_on(async {
@@ -94,6 +117,10 @@ pub fn main() -> ExitCode {
         Command::Cleanup { once: _ } => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
             cleanup::run_once(&cfg)
+        }),
+        Command::Backfill { dry_run, after } => with_config(&cli.config, |cfg| {
+            telemetry::init(&cfg.log);
+            backfill_rows(&cfg, backfill::Options { dry_run, after })
         }),
         Command::Previews { backfill: _, limit } => with_config(&cli.config, |cfg| {
             telemetry::init(&cfg.log);
@@ -115,6 +142,55 @@ pub fn main() -> ExitCode {
             upgrade::reload(&cli.config, &cfg.server)
         }),
     }
+}
+
+/// `check-config --database`: exit 2 with one line per mismatch, as for a config problem,
+/// since both mean the gateway must not start as configured.
+fn check_database(cfg: &config::Config) -> ExitCode {
+    let verified = io_runtime::block_on(async {
+        let catalog = catalog::connect(&cfg.catalog).await?;
+        catalog.verify_schema().await
+    });
+    match verified {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(catalog::CatalogError::Schema(problems)) => {
+            for line in &problems.0 {
+                eprintln!("catalog: {line}");
+            }
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("catalog.database_url: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `backfill`: a progress bar on stderr when it is a terminal, the summary on stdout as one
+/// JSON line. The gateway's tables are checked first: rows are only written into a catalog
+/// the gateway can read.
+fn backfill_rows(cfg: &config::Config, options: backfill::Options) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let summary = io_runtime::block_on(async {
+        catalog::connect(&cfg.catalog)
+            .await?
+            .verify_schema()
+            .await?;
+        let source = catalog::legacy::open(&cfg.catalog, &cfg.backfill).await?;
+        let mut progress = |s: &backfill::Summary| {
+            if terminal {
+                eprint!("\r{}", backfill::progress_line(s));
+                let _ = std::io::stderr().flush();
+            }
+        };
+        anyhow::Ok(backfill::run(&*source, &cfg.backfill, &options, &mut progress).await?)
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    println!("{}", serde_json::to_value(summary)?);
+    Ok(())
 }
 
 /// `previews --backfill`: the report goes to stdout as one JSON line.

@@ -8,6 +8,7 @@
 pub mod attachment;
 pub mod authn;
 pub mod authz;
+pub mod backfill;
 pub mod catalog;
 pub mod cleanup;
 pub mod cli;

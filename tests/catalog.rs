@@ -65,6 +65,7 @@ impl TestDb {
             cache_ttl,
             dialog_table: "SupportDialog".into(),
             dialog_owner_column: "userId".into(),
+            migrations_schema: "attachment_gateway".into(),
         }
     }
 
@@ -285,6 +286,10 @@ async fn custom_dialog_table(kind: DatabaseKind) {
         .await;
     cat.migrate().await.unwrap();
     cat.upsert_dialog("c1", "alice").await.unwrap();
+    // A "SupportDialog" the app happens to have too (PostgreSQL's `migrate` makes none when
+    // another dialog table is configured) must not be the one read.
+    db.exec(r#"CREATE TABLE IF NOT EXISTS "SupportDialog" ("id" TEXT PRIMARY KEY, "userId" TEXT NOT NULL)"#)
+        .await;
     db.exec(r#"INSERT INTO "SupportDialog" ("id", "userId") VALUES ('c1', 'mallory')"#)
         .await;
     cat.upsert_attachment(&linked("a1", "c1")).await.unwrap();
@@ -600,6 +605,7 @@ async fn sqlite_in_memory() {
         cache_ttl: Duration::ZERO,
         dialog_table: "SupportDialog".into(),
         dialog_owner_column: "userId".into(),
+        migrations_schema: "attachment_gateway".into(),
     };
     let cat = catalog::connect(&cfg).await.unwrap();
     cat.migrate().await.unwrap();

@@ -33,11 +33,6 @@ CREATE INDEX IF NOT EXISTS "ChatAttachment_messageId_idx" ON "ChatAttachment" ("
 -- Cleanup: old UPLOADED rows.
 CREATE INDEX IF NOT EXISTS "ChatAttachment_status_createdAt_idx" ON "ChatAttachment" ("status", "createdAt");
 
--- The app's default dialog table, only when the app has not created it. An operator who
--- configures another `catalog.dialog_table` owns that table: it must already exist.
-CREATE TABLE IF NOT EXISTS "SupportDialog" (
-    "id" TEXT NOT NULL,
-    "userId" TEXT NOT NULL,
-    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
-    CONSTRAINT "SupportDialog_pkey" PRIMARY KEY ("id")
-);
+-- The default dialog table ("SupportDialog") is not made here: `migrate` creates it only while
+-- `catalog.dialog_table` keeps its default (`catalog::sql`), so that an app with its own dialog
+-- table gets no table beside it that its Prisma schema does not know.

@@ -136,6 +136,10 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         self.inner.migrate().await
     }
 
+    async fn verify_schema(&self) -> Result<(), CatalogError> {
+        self.inner.verify_schema().await
+    }
+
     async fn upsert_dialog(
         &self,
         dialog_id: &str,

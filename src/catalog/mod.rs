@@ -3,9 +3,12 @@
 //! in front (`cache`).
 
 pub mod cache;
+pub mod legacy;
+pub mod pg_migrate;
 pub mod postgres;
 pub mod previews;
 pub mod query;
+pub mod schema;
 pub mod sql;
 pub mod sqlite;
 pub mod staging;
@@ -32,6 +35,8 @@ pub enum CatalogError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     CorruptRow(String),
+    #[error("{0}")]
+    Schema(schema::SchemaProblems),
 }
 
 /// Read side used by the request path, plus the few writes that seeding needs.
@@ -48,8 +53,11 @@ pub trait Catalog: Send + Sync {
         -> Result<Option<AttachmentRow>, CatalogError>;
     /// Cheap liveness query for `/readyz`.
     async fn ping(&self) -> Result<(), CatalogError>;
-    /// Apply `migrations/` (idempotent).
+    /// Apply `migrations/` (idempotent), then `verify_schema`.
     async fn migrate(&self) -> Result<(), CatalogError>;
+    /// Check that the tables have every column, type, nullability and index the gateway's
+    /// queries rely on, whoever created them: `CatalogError::Schema` names each mismatch.
+    async fn verify_schema(&self) -> Result<(), CatalogError>;
     /// Insert or update a dialog row of the configured dialog table.
     async fn upsert_dialog(&self, dialog_id: &str, owner_user_id: &str)
         -> Result<(), CatalogError>;

@@ -13,7 +13,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::Row;
 
-use super::query::{self, Placeholder};
+use super::pg_migrate;
+use super::query::{self, Identifier, Placeholder};
+use super::schema::{Column, Need, Table, TypeRules};
 use super::sql::{Dialect, SqlCatalog};
 use super::staging::{CleanupLock, LockGuard};
 use super::CatalogError;
@@ -23,8 +25,7 @@ use crate::config::CatalogConfig;
 /// (`503`) instead of queueing behind a stuck database.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
-// sqlx serializes concurrent migrators with an advisory lock and records what ran in
-// `_sqlx_migrations`, so several instances may start at once.
+// Run by `pg_migrate`, which keeps the bookkeeping out of the app's schema.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The advisory-lock key every instance uses for cleanup ("agw-cln" in ASCII).
@@ -52,9 +53,22 @@ impl Dialect for PgDialect {
             .connect_lazy_with(options))
     }
 
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
+    async fn migrate(
+        pool: &PgPool,
+        bookkeeping: &Identifier,
+        then: Option<&'static str>,
+    ) -> Result<(), CatalogError> {
+        pg_migrate::run(pool, &MIGRATOR, bookkeeping, then).await
     }
+
+    const NULL_TIME: &'static str = "CAST(NULL AS TIMESTAMP)";
+
+    const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
+    "id" TEXT NOT NULL,
+    "userId" TEXT NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
+    CONSTRAINT "SupportDialog_pkey" PRIMARY KEY ("id")
+)"#;
 
     /// Bound as `timestamp` (no zone): the UTC wall-clock time, cut to the stored precision so
     /// the database does not round it into the next millisecond.
@@ -72,6 +86,47 @@ impl Dialect for PgDialect {
         done.rows_affected()
     }
 
+    /// `current_schema()`: the schema the queries' unqualified names resolve to.
+    async fn describe(pool: &PgPool, table: &str) -> Result<Option<Table>, CatalogError> {
+        let columns: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text, is_nullable = 'YES' \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await?;
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        // Every index (the primary key's and unique constraints' included) as its column
+        // list in key order; expression columns (attnum 0) drop out of the join.
+        let indexes: Vec<(Vec<String>,)> = sqlx::query_as(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) \
+             FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+             WHERE c.relname = $1 AND n.nspname = current_schema() \
+             GROUP BY i.indexrelid",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await?;
+        Ok(Some(Table {
+            columns: columns
+                .into_iter()
+                .map(|(name, type_name, nullable)| Column {
+                    name,
+                    type_name,
+                    nullable,
+                })
+                .collect(),
+            indexes: indexes.into_iter().map(|(cols,)| cols).collect(),
+        }))
+    }
+
     async fn try_cleanup_lock(pool: &PgPool) -> Result<Option<CleanupLock>, CatalogError> {
         let mut conn = pool.acquire().await?;
         // A session-level lock on a connection of its own: if the pass is interrupted, the
@@ -82,6 +137,33 @@ impl Dialect for PgDialect {
             .fetch_one(&mut *conn)
             .await?;
         Ok(got.then(|| Box::new(PgLock(conn)) as CleanupLock))
+    }
+}
+
+/// `information_schema.columns.data_type` spellings.
+impl TypeRules for PgDialect {
+    fn satisfies(need: Need, type_name: &str) -> bool {
+        let text = matches!(type_name, "text" | "character varying");
+        match need {
+            Need::Text => text,
+            // sqlx decodes `i64` from `int8` only.
+            Need::BigInt => type_name == "bigint",
+            Need::Integer => matches!(type_name, "smallint" | "integer" | "bigint"),
+            // `NaiveDateTime` decodes `timestamp` only, not `timestamptz`.
+            Need::Timestamp => type_name == "timestamp without time zone",
+            // A Prisma enum column is `USER-DEFINED`: read through a cast, written as a literal.
+            Need::Status => text || type_name == "USER-DEFINED",
+            Need::Any => true,
+        }
+    }
+
+    fn spelling(need: Need) -> &'static str {
+        match need {
+            Need::Text | Need::Status | Need::Any => "text",
+            Need::BigInt => "bigint",
+            Need::Integer => "integer",
+            Need::Timestamp => "timestamp(3)",
+        }
     }
 }
 

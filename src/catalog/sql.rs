@@ -7,11 +7,11 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::previews::{self, RawPreview};
 use super::query::{self, Identifier, Placeholder, Queries, RawRow};
+use super::schema::{self, SchemaProblems, Table, TypeRules};
 use super::staging::{self, ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, Catalog, CatalogError, NewAttachment};
 use crate::attachment::{ImageInfo, PreviewRow};
@@ -26,7 +26,7 @@ type SqlQuery<'q, D> =
 
 /// Everything one engine does its own way. The SQL text itself is shared; only its parameter
 /// marker (and what `staging` derives from it) depends on the engine.
-pub trait Dialect: Send + Sync + 'static {
+pub trait Dialect: TypeRules + Send + Sync + 'static {
     type Db: Database;
     /// How a timestamp is bound: the schema stores UTC at millisecond precision, each engine
     /// in its own column type.
@@ -38,7 +38,18 @@ pub trait Dialect: Send + Sync + 'static {
     fn connect(
         cfg: &CatalogConfig,
     ) -> impl Future<Output = Result<Pool<Self::Db>, CatalogError>> + Send;
-    fn migrator() -> &'static Migrator;
+    /// Apply the engine's `migrations/`, recording them in `bookkeeping` where the engine
+    /// has schemas, then run `then` (DDL that depends on the config) while still holding
+    /// whatever keeps two instances from migrating at once.
+    fn migrate(
+        pool: &Pool<Self::Db>,
+        bookkeeping: &Identifier,
+        then: Option<&'static str>,
+    ) -> impl Future<Output = Result<(), CatalogError>> + Send;
+    /// A NULL that decodes where `times` reads `linked_at`.
+    const NULL_TIME: &'static str;
+    /// Creates the default dialog table (SPEC §5) if it does not exist.
+    const DEFAULT_DIALOG_SQL: &'static str;
     fn to_sql_time(t: DateTime<Utc>) -> Self::Time;
     /// `created_at` and `linked_at` of a selected row.
     fn times(
@@ -50,11 +61,25 @@ pub trait Dialect: Send + Sync + 'static {
     fn try_cleanup_lock(
         pool: &Pool<Self::Db>,
     ) -> impl Future<Output = Result<Option<CleanupLock>, CatalogError>> + Send;
+    /// The columns and indexes of `table` as the engine reports them; `None` when the
+    /// queries' unqualified name finds no table.
+    fn describe(
+        pool: &Pool<Self::Db>,
+        table: &str,
+    ) -> impl Future<Output = Result<Option<Table>, CatalogError>> + Send;
 }
+
+/// SPEC §5's default dialog table, the one `migrate` creates.
+pub const DEFAULT_DIALOG_TABLE: &str = "SupportDialog";
+pub const DEFAULT_DIALOG_OWNER: &str = "userId";
 
 pub struct SqlCatalog<D: Dialect> {
     pool: Pool<D::Db>,
     sql: Queries,
+    /// What `verify_schema` checks besides the gateway's own tables.
+    dialog_table: Identifier,
+    owner_column: Identifier,
+    migrations_schema: Identifier,
     dialect: PhantomData<D>,
 }
 
@@ -62,7 +87,9 @@ impl<D: Dialect> SqlCatalog<D> {
     /// The engine's pool for `cfg` (see `Dialect::connect` for when it dials).
     pub async fn connect(cfg: &CatalogConfig) -> Result<Self, CatalogError> {
         let pool = D::connect(cfg).await?;
-        Self::with_pool(pool, &cfg.dialog_table, &cfg.dialog_owner_column)
+        let mut catalog = Self::with_pool(pool, &cfg.dialog_table, &cfg.dialog_owner_column)?;
+        catalog.migrations_schema = Identifier::new("migrations_schema", &cfg.migrations_schema)?;
+        Ok(catalog)
     }
 
     /// A catalog over an existing pool (tests, tools).
@@ -76,6 +103,12 @@ impl<D: Dialect> SqlCatalog<D> {
         Ok(SqlCatalog {
             pool,
             sql: Queries::new(&table, &owner, D::PLACEHOLDER),
+            dialog_table: table,
+            owner_column: owner,
+            migrations_schema: Identifier::new(
+                "migrations_schema",
+                crate::config::DEFAULT_MIGRATIONS_SCHEMA,
+            )?,
             dialect: PhantomData,
         })
     }
@@ -137,7 +170,6 @@ impl<D: Dialect> Catalog for SqlCatalog<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
     for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    <D::Db as Database>::Connection: Migrate,
     for<'a> &'a str: ColumnIndex<DialectRow<D>>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
@@ -175,8 +207,27 @@ where
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
-        D::migrator().run(&self.pool).await?;
-        Ok(())
+        // Only the default: a configured dialog table is the app's, and a "SupportDialog"
+        // made beside it would be a table Prisma does not know and wants to drop.
+        let default_dialog = self.dialog_table.as_str() == DEFAULT_DIALOG_TABLE
+            && self.owner_column.as_str() == DEFAULT_DIALOG_OWNER;
+        let then = default_dialog.then_some(D::DEFAULT_DIALOG_SQL);
+        D::migrate(&self.pool, &self.migrations_schema, then).await?;
+        self.verify_schema().await
+    }
+
+    async fn verify_schema(&self) -> Result<(), CatalogError> {
+        let needs = schema::required(self.dialog_table.as_str(), self.owner_column.as_str());
+        let mut lines = Vec::new();
+        for need in &needs {
+            let found = D::describe(&self.pool, &need.name).await?;
+            lines.extend(schema::compare::<D>(need, found.as_ref()));
+        }
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError::Schema(SchemaProblems(lines)))
+        }
     }
 
     async fn upsert_dialog(

@@ -17,7 +17,8 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::query::Placeholder;
+use super::query::{Identifier, Placeholder};
+use super::schema::{Column, Need, Table, TypeRules};
 use super::sql::{Dialect, SqlCatalog};
 use super::staging::{CleanupLock, LockGuard};
 use super::CatalogError;
@@ -71,9 +72,30 @@ impl Dialect for SqliteDialect {
         Ok(pool.connect_with(options).await?)
     }
 
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
+    /// sqlx's own migrator and `_sqlx_migrations`: SQLite has no schemas to keep it apart,
+    /// and the embedded catalog is the gateway's alone.
+    async fn migrate(
+        pool: &SqlitePool,
+        _bookkeeping: &Identifier,
+        then: Option<&'static str>,
+    ) -> Result<(), CatalogError> {
+        MIGRATOR.run(pool).await?;
+        if let Some(sql) = then {
+            sqlx::raw_sql(sql).execute(pool).await?;
+        }
+        Ok(())
     }
+
+    /// `0001_catalog.sql` creates it already, and stays as it is so that existing files keep
+    /// their recorded checksum.
+    const NULL_TIME: &'static str = "CAST(NULL AS INTEGER)";
+
+    const DEFAULT_DIALOG_SQL: &'static str = r#"CREATE TABLE IF NOT EXISTS "SupportDialog" (
+    "id" TEXT NOT NULL PRIMARY KEY,
+    "userId" TEXT NOT NULL,
+    "createdAt" INTEGER NOT NULL
+        DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+)"#;
 
     fn to_sql_time(t: DateTime<Utc>) -> i64 {
         to_millis(t)
@@ -89,6 +111,54 @@ impl Dialect for SqliteDialect {
         done.rows_affected()
     }
 
+    async fn describe(pool: &SqlitePool, table: &str) -> Result<Option<Table>, CatalogError> {
+        let columns: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT name, type, \"notnull\" = 0, pk FROM pragma_table_info(?1) ORDER BY cid",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await?;
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let keyed: Vec<(String, String)> = sqlx::query_as(
+            "SELECT il.name, ii.name FROM pragma_index_list(?1) il \
+             JOIN pragma_index_info(il.name) ii ORDER BY il.seq, ii.seqno",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await?;
+        let mut indexes: Vec<(String, Vec<String>)> = Vec::new();
+        for (index, column) in keyed {
+            match indexes.last_mut() {
+                Some((name, cols)) if *name == index => cols.push(column),
+                _ => indexes.push((index, vec![column])),
+            }
+        }
+        // An INTEGER PRIMARY KEY is the rowid and has no index of its own in the list.
+        let mut pk: Vec<(i64, String)> = columns
+            .iter()
+            .filter(|c| c.3 > 0)
+            .map(|c| (c.3, c.0.clone()))
+            .collect();
+        pk.sort();
+        let mut indexes: Vec<Vec<String>> = indexes.into_iter().map(|(_, cols)| cols).collect();
+        if !pk.is_empty() {
+            indexes.push(pk.into_iter().map(|(_, name)| name).collect());
+        }
+        Ok(Some(Table {
+            columns: columns
+                .into_iter()
+                .map(|(name, type_name, nullable, _)| Column {
+                    name,
+                    type_name,
+                    nullable,
+                })
+                .collect(),
+            indexes,
+        }))
+    }
+
     async fn try_cleanup_lock(_pool: &SqlitePool) -> Result<Option<CleanupLock>, CatalogError> {
         // SQLite serves one instance: an in-process lock keeps the background pass from
         // overlapping itself. A `cleanup --once` run beside it is still safe, only redundant:
@@ -100,6 +170,29 @@ impl Dialect for SqliteDialect {
             .try_lock_owned()
             .ok()
             .map(|held| Box::new(LocalLock { _held: held }) as CleanupLock))
+    }
+}
+
+/// SQLite's type affinity rules (datatype3 §3.1) on the declared type; timestamps are
+/// INTEGER milliseconds.
+impl TypeRules for SqliteDialect {
+    fn satisfies(need: Need, type_name: &str) -> bool {
+        let t = type_name.to_ascii_uppercase();
+        let integer = t.contains("INT");
+        let text = !integer && ["CHAR", "CLOB", "TEXT"].iter().any(|a| t.contains(a));
+        match need {
+            Need::Text | Need::Status => text,
+            Need::BigInt | Need::Integer | Need::Timestamp => integer,
+            Need::Any => true,
+        }
+    }
+
+    fn spelling(need: Need) -> &'static str {
+        match need {
+            Need::Text | Need::Status | Need::Any => "TEXT",
+            Need::BigInt | Need::Integer => "INTEGER",
+            Need::Timestamp => "INTEGER (milliseconds since the epoch)",
+        }
     }
 }
 

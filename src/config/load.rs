@@ -90,9 +90,9 @@ pub fn from_toml_str(
     }
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server", "app", "auth", "catalog", "storage", "http", "limits", "upload", "preview",
-    "internal", "log",
+    "backfill", "internal", "log",
 ];
 
 /// Split the document into sections and deserialize each on its own, so that one section's
@@ -141,6 +141,7 @@ fn parse_raw(
         limits: sections.parse("limits"),
         upload: sections.parse("upload"),
         preview: sections.parse("preview"),
+        backfill: sections.parse("backfill"),
         internal: sections.parse("internal"),
         log: sections.parse("log"),
     })

@@ -13,6 +13,7 @@ mod validate;
 pub use checker::Problem;
 pub use load::{from_toml_str, load, load_demo, ConfigErrors, DEMO_TOML};
 pub use render::{redact_url, render_redacted};
+pub use validate::DEFAULT_MIGRATIONS_SCHEMA;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub upload: UploadConfig,
     pub preview: PreviewConfig,
+    pub backfill: BackfillConfig,
     pub internal: InternalConfig,
     pub log: LogConfig,
 }
@@ -322,6 +324,9 @@ pub struct CatalogConfig {
     /// Validated SQL identifiers (`[A-Za-z_][A-Za-z0-9_]*`), quoted when used.
     pub dialog_table: String,
     pub dialog_owner_column: String,
+    /// PostgreSQL only: the schema holding the gateway's migration bookkeeping
+    /// (`"<schema>"."_migrations"`), apart from the app's tables. A validated identifier.
+    pub migrations_schema: String,
 }
 
 #[derive(Debug, Clone)]
@@ -422,6 +427,31 @@ pub struct UploadConfig {
     pub max_staged_bytes_per_user: u64,
     /// Uploads one user may run at once (`429`, scope `concurrency`).
     pub max_concurrent_per_user: u32,
+}
+
+/// `[backfill]` (SPEC §13): the app's messages table and the fields of each element of its
+/// legacy attachment JSON. Table and columns are validated SQL identifiers (quoted when used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillConfig {
+    pub messages_table: String,
+    pub message_id_column: String,
+    pub dialog_column: String,
+    pub author_column: String,
+    pub created_column: String,
+    pub attachments_column: String,
+    pub fields: LegacyFields,
+    /// Messages read per page (one keyset query, one batch insert).
+    pub batch_size: u32,
+}
+
+/// The JSON keys of one legacy attachment element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyFields {
+    pub path: String,
+    pub name: String,
+    pub mime: String,
+    pub size: String,
+    pub id: String,
 }
 
 /// `[preview]` (SPEC §12): thumbnails and previews of images.

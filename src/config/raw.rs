@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub limits: RawLimits,
     pub upload: RawUpload,
     pub preview: RawPreview,
+    pub backfill: RawBackfill,
     pub internal: RawInternal,
     pub log: RawLog,
 }
@@ -87,6 +88,7 @@ pub struct RawCatalog {
     pub cache_ttl_s: Option<i64>,
     pub dialog_table: Option<String>,
     pub dialog_owner_column: Option<String>,
+    pub migrations_schema: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,3 +203,21 @@ pub const SECRET_KEYS: &[&str] = &[
     "limits.redis_url",
     "internal.service_token",
 ];
+
+/// `[backfill]` (SPEC §10, §13): where the app keeps its legacy attachment JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    pub messages_table: Option<String>,
+    pub message_id_column: Option<String>,
+    pub dialog_column: Option<String>,
+    pub author_column: Option<String>,
+    pub created_column: Option<String>,
+    pub attachments_column: Option<String>,
+    pub path_field: Option<String>,
+    pub name_field: Option<String>,
+    pub mime_field: Option<String>,
+    pub size_field: Option<String>,
+    pub id_field: Option<String>,
+    pub batch_size: Option<i64>,
+}

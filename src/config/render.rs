@@ -25,6 +25,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         limits,
         upload,
         preview,
+        backfill,
         internal,
         log,
     } = cfg;
@@ -81,6 +82,7 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("cache_ttl_s", catalog.cache_ttl.as_secs());
     out.string("dialog_table", &catalog.dialog_table);
     out.string("dialog_owner_column", &catalog.dialog_owner_column);
+    out.string("migrations_schema", &catalog.migrations_schema);
 
     out.section("storage");
     match &storage.provider {
@@ -178,6 +180,20 @@ pub fn render_redacted(cfg: &Config) -> String {
         "max_concurrent_per_user",
         upload.max_concurrent_per_user.into(),
     );
+
+    out.section("backfill");
+    out.string("messages_table", &backfill.messages_table);
+    out.string("message_id_column", &backfill.message_id_column);
+    out.string("dialog_column", &backfill.dialog_column);
+    out.string("author_column", &backfill.author_column);
+    out.string("created_column", &backfill.created_column);
+    out.string("attachments_column", &backfill.attachments_column);
+    out.string("path_field", &backfill.fields.path);
+    out.string("name_field", &backfill.fields.name);
+    out.string("mime_field", &backfill.fields.mime);
+    out.string("size_field", &backfill.fields.size);
+    out.string("id_field", &backfill.fields.id);
+    out.int("batch_size", backfill.batch_size.into());
 
     out.section("preview");
     out.bool("enabled", preview.enabled);

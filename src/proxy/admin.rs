@@ -11,7 +11,7 @@ use pingora::protocols::http::ServerSession;
 
 use super::commit::Committer;
 use super::respond::{json_response, plain_response};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::io_runtime;
 use crate::limits::Limiter;
 use crate::storage::Storage;
@@ -55,17 +55,25 @@ impl AdminApp {
         let (catalog, storage) = (self.catalog.clone(), self.storage.clone());
         let dependencies = io_runtime::run(async move {
             let (db, st) = tokio::join!(
-                tokio::time::timeout(READY_TIMEOUT, catalog.ping()),
+                tokio::time::timeout(READY_TIMEOUT, catalog.verify_schema()),
                 tokio::time::timeout(READY_TIMEOUT, storage.ping()),
             );
-            (matches!(db, Ok(Ok(()))), matches!(st, Ok(Ok(()))))
+            // The schema is checked on every probe, not once at start: a table altered under
+            // a running gateway (an app migration) turns every read into an error.
+            let (catalog_ok, schema) = match db {
+                Ok(Ok(())) => (true, None),
+                Ok(Err(CatalogError::Schema(problems))) => (true, Some(problems.0)),
+                _ => (false, None),
+            };
+            (catalog_ok, schema, matches!(st, Ok(Ok(()))))
         });
         let redis = tokio::time::timeout(READY_TIMEOUT, self.limiter.redis_ready());
         let (dependencies, redis) = tokio::join!(dependencies, redis);
-        let (catalog_ok, storage_ok) = dependencies.unwrap_or((false, false));
+        let (catalog_ok, schema, storage_ok) = dependencies.unwrap_or((false, None, false));
         let redis_ok = !matches!(redis, Ok(Some(false)) | Err(_));
         let failing: Vec<&str> = [
             ("catalog", catalog_ok),
+            ("schema", schema.is_none()),
             ("redis", redis_ok),
             ("storage", storage_ok),
         ]
@@ -75,11 +83,12 @@ impl AdminApp {
         if failing.is_empty() {
             json_response(200, &serde_json::json!({ "status": "ready" }))
         } else {
-            tracing::warn!(?failing, "not ready");
-            json_response(
-                503,
-                &serde_json::json!({ "status": "not_ready", "failing": failing }),
-            )
+            tracing::warn!(?failing, ?schema, "not ready");
+            let mut body = serde_json::json!({ "status": "not_ready", "failing": failing });
+            if let Some(lines) = schema {
+                body["schema"] = serde_json::json!(lines);
+            }
+            json_response(503, &body)
         }
     }
 }

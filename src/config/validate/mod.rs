@@ -29,6 +29,7 @@ pub(super) fn config(raw: RawConfig, c: &mut Checker) -> Config {
         limits: limits(raw.limits, c),
         upload: upload(raw.upload, c),
         preview: preview::section(raw.preview, c),
+        backfill: backfill(raw.backfill, c),
         internal: internal(raw.internal, c),
         log: log(raw.log, c),
     }
@@ -155,6 +156,10 @@ fn is_host_port(s: &str) -> bool {
     host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
 }
 
+/// Outside the app's schema, so that Prisma, which compares only the schema it manages, sees
+/// no table it does not know (`migrate dev` would report drift and offer a reset).
+pub const DEFAULT_MIGRATIONS_SCHEMA: &str = "attachment_gateway";
+
 fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
     let configured = c.secret(
         "catalog.database_url",
@@ -201,6 +206,12 @@ fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
         raw.dialog_owner_column,
         "userId",
     );
+    let migrations_schema = identifier(
+        c,
+        "catalog.migrations_schema",
+        raw.migrations_schema,
+        DEFAULT_MIGRATIONS_SCHEMA,
+    );
     CatalogConfig {
         database_url: Secret::new(url),
         kind,
@@ -208,6 +219,34 @@ fn catalog(raw: RawCatalog, c: &mut Checker) -> CatalogConfig {
         cache_ttl: c.seconds("catalog.cache_ttl_s", raw.cache_ttl_s, 30, 0),
         dialog_table,
         dialog_owner_column,
+        migrations_schema,
+    }
+}
+
+fn backfill(raw: RawBackfill, c: &mut Checker) -> BackfillConfig {
+    let id = |c: &mut Checker, key: &str, value, default| {
+        identifier(c, &format!("backfill.{key}"), value, default)
+    };
+    BackfillConfig {
+        messages_table: id(c, "messages_table", raw.messages_table, "SupportMessage"),
+        message_id_column: id(c, "message_id_column", raw.message_id_column, "id"),
+        dialog_column: id(c, "dialog_column", raw.dialog_column, "dialogId"),
+        author_column: id(c, "author_column", raw.author_column, "userId"),
+        created_column: id(c, "created_column", raw.created_column, "createdAt"),
+        attachments_column: id(
+            c,
+            "attachments_column",
+            raw.attachments_column,
+            "attachments",
+        ),
+        fields: LegacyFields {
+            path: c.non_empty("backfill.path_field", raw.path_field, "storagePath"),
+            name: c.non_empty("backfill.name_field", raw.name_field, "originalName"),
+            mime: c.non_empty("backfill.mime_field", raw.mime_field, "mimeType"),
+            size: c.non_empty("backfill.size_field", raw.size_field, "sizeBytes"),
+            id: c.non_empty("backfill.id_field", raw.id_field, "id"),
+        },
+        batch_size: c.int("backfill.batch_size", raw.batch_size, 1000, 1, 10_000) as u32,
     }
 }
 
