@@ -19,11 +19,9 @@ if ! command -v weed >/dev/null; then
 fi
 weed version | head -n 1
 
-log "Chromium and playwright-core (browser tests of the demo chat page)"
-# Debian's chromium, driven by playwright-core from npm: never a browser download.
+log "Chromium (browser tests of the demo chat page)"
+# Debian's chromium, driven by playwright-core from npm (below): never a browser download.
 command -v chromium >/dev/null || apt_install chromium
-command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
-(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 chromium --version 2>/dev/null | head -n 1
 
 log "PostgreSQL on 127.0.0.1:5432"
@@ -48,9 +46,11 @@ if ! answers 6379; then
 fi
 answers 6379 || { echo "Redis does not answer on 127.0.0.1:6379"; exit 1; }
 
-log "Node packages: the Prisma check (tests/prisma.rs), the TypeScript client (tests/ts_client.rs)"
-command -v npm >/dev/null || apt_install nodejs npm
-for dir in prisma clients/ts; do npm ci --prefix "$dir" --no-audit --no-fund; done
+log "Node packages: browser tests, the Prisma check, the TypeScript client"
+{ command -v node >/dev/null && command -v npm >/dev/null; } || apt_install nodejs npm
+for dir in tests/browser prisma clients/ts; do
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+done
 
 log "format and lints"
 cargo fmt --all -- --check
