@@ -19,9 +19,12 @@ if ! command -v weed >/dev/null; then
 fi
 weed version | head -n 1
 
-log "Chromium (browser tests of the demo chat page)"
+log "Chromium (browser tests of the demo chat page), pdftoppm and ffmpeg (previews)"
 # Debian's chromium, driven by playwright-core from npm (below): never a browser download.
 command -v chromium >/dev/null || apt_install chromium
+# The PDF and video preview tools (tests/media_previews.rs).
+command -v pdftoppm >/dev/null || apt_install poppler-utils
+command -v ffmpeg >/dev/null || apt_install ffmpeg
 chromium --version 2>/dev/null | head -n 1
 
 log "PostgreSQL on 127.0.0.1:5432"

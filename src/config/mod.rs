@@ -469,6 +469,14 @@ pub struct PreviewConfig {
     pub workers: usize,
     /// Jobs that may wait for a worker; past it a request answers `503 preview_busy`.
     pub queue: usize,
+    /// `pdftoppm` when `preview.pdf` is on (found at load time), else `None`.
+    pub pdftoppm: Option<PathBuf>,
+    /// `ffmpeg` when `preview.video` is on.
+    pub ffmpeg: Option<PathBuf>,
+    /// Wall-clock (and CPU-time) limit of one PDF or video job's process.
+    pub tool_timeout: Duration,
+    /// Address-space limit of that process.
+    pub tool_memory_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -203,8 +203,16 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("max_source_bytes", preview.max_source_bytes);
     out.int("workers", preview.workers as u64);
     out.int("queue", preview.queue as u64);
-    out.bool("pdf", false);
-    out.bool("video", false);
+    out.bool("pdf", preview.pdftoppm.is_some());
+    out.bool("video", preview.ffmpeg.is_some());
+    for (key, tool) in [("pdftoppm", &preview.pdftoppm), ("ffmpeg", &preview.ffmpeg)] {
+        match tool {
+            Some(path) => out.string(key, &path.display().to_string()),
+            None => out.unset(key, "off"),
+        }
+    }
+    out.int("tool_timeout_s", preview.tool_timeout.as_secs());
+    out.int("tool_memory_mb", preview.tool_memory_bytes >> 20);
 
     out.section("internal");
     out.secret("service_token", internal.service_token.is_some());

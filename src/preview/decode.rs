@@ -40,6 +40,8 @@ pub enum NoPreview {
     TooManyPixels,
     /// The bytes are not the declared type, or do not decode (truncated, corrupt).
     Undecodable,
+    /// The PDF or video tool ran out of its time (`preview.tool_timeout_s`) and was killed.
+    Timeout,
 }
 
 impl NoPreview {
@@ -49,6 +51,7 @@ impl NoPreview {
             NoPreview::TooManyBytes => "too_many_bytes",
             NoPreview::TooManyPixels => "too_many_pixels",
             NoPreview::Undecodable => "undecodable",
+            NoPreview::Timeout => "timeout",
         }
     }
 }

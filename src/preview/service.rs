@@ -8,6 +8,7 @@
 //! again.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use futures_util::StreamExt;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
+use super::frame;
 use super::pool::Pool;
 use super::render::{self, Limits, NoPreview, Sizes};
 use crate::attachment::{ImageInfo, PreviewRow, StorageKey};
@@ -91,9 +93,21 @@ impl Previews {
         }
     }
 
-    /// Whether this attachment's type gets previews at all.
+    /// Whether this attachment's type gets previews at all: images, and PDFs and videos when
+    /// their tool is configured.
     pub fn applies(&self, mime_type: &str) -> bool {
-        self.cfg.enabled && render::supports(&essence(mime_type))
+        let mime = essence(mime_type);
+        self.cfg.enabled && (render::supports(&mime) || self.tool(&mime).is_some())
+    }
+
+    /// The confined tool that makes a picture of this type first, if any.
+    fn tool(&self, mime: &str) -> Option<(frame::Kind, PathBuf)> {
+        let kind = frame::Kind::of(mime)?;
+        let tool = match kind {
+            frame::Kind::Pdf => self.cfg.pdftoppm.clone(),
+            frame::Kind::Video(_) => self.cfg.ffmpeg.clone(),
+        }?;
+        Some((kind, tool))
     }
 
     /// The stored previews of the permitted attachment, made now if there are none yet.
@@ -198,8 +212,21 @@ impl Previews {
             thumb_px: self.cfg.thumb_px,
             preview_px: self.cfg.preview_px,
         };
+        let tool = self.tool(&mime);
+        let sandbox = frame::Sandbox {
+            memory_bytes: self.cfg.tool_memory_bytes,
+            timeout: self.cfg.tool_timeout,
+            max_output_bytes: self.cfg.max_source_bytes,
+            render_px: self.cfg.preview_px,
+        };
         let rendered = slot
-            .run(move || render::render(&mime, &source, &limits, &sizes))
+            .run(move || match tool {
+                // The tool's picture is untrusted too: the same memory-safe decoder, the
+                // same pixel bounds.
+                Some((kind, path)) => frame::extract(kind, &path, &source, &sandbox)
+                    .and_then(|png| render::render("image/png", &png, &limits, &sizes)),
+                None => render::render(&mime, &source, &limits, &sizes),
+            })
             .await;
         metrics::preview::queue_depth(self.pool.depth());
         let rendered = match rendered {

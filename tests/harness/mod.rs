@@ -132,6 +132,8 @@ impl Gateway {
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = command(dir.path(), &["run", "--config"], &config_path)
+            // Its temporary files (preview jobs) in its own directory, where a test can see them.
+            .env("TMPDIR", dir.path())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()

@@ -1,5 +1,8 @@
 //! `[preview]`: sizes, source bounds and the worker pool of image previews (SPEC §12).
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::super::checker::Checker;
 use super::super::raw::RawPreview;
 use super::super::PreviewConfig;
@@ -16,13 +19,35 @@ pub(super) fn section(raw: RawPreview, c: &mut Checker) -> PreviewConfig {
     // One core stays free for serving; a single-core machine still gets one worker.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let workers = c.int("preview.workers", raw.workers, (cores - 1).max(1), 1, 256);
-    // PDF and video frames need a sandboxed helper process this build does not ship yet:
-    // refusing the key is better than a setting that silently does nothing.
-    for (key, on) in [("preview.pdf", raw.pdf), ("preview.video", raw.video)] {
-        if on == Some(true) {
-            c.problem(key, "is not supported by this build yet (images only)");
+    // PDF pages and video frames are made by Debian's tools in a confined process
+    // (`preview::frame`): a setting that cannot work is refused, never silently ignored.
+    let mut tool = |key: &str,
+                    on: Option<bool>,
+                    path: Option<PathBuf>,
+                    name: &str,
+                    package: &str| {
+        if on != Some(true) {
+            return None;
         }
-    }
+        let found = locate(path.as_deref().map(|p| c.path(p)).as_deref(), name);
+        if found.is_none() {
+            let place =
+                path.map_or_else(|| "on PATH".to_string(), |p| format!("at {}", p.display()));
+            c.problem(
+                key,
+                format!("needs {name}, which is not installed {place} (Debian: apt-get install {package})"),
+            );
+        }
+        found
+    };
+    let pdftoppm = tool(
+        "preview.pdf",
+        raw.pdf,
+        raw.pdftoppm,
+        "pdftoppm",
+        "poppler-utils",
+    );
+    let ffmpeg = tool("preview.video", raw.video, raw.ffmpeg, "ffmpeg", "ffmpeg");
     PreviewConfig {
         enabled: raw.enabled.unwrap_or(true),
         thumb_px,
@@ -43,5 +68,32 @@ pub(super) fn section(raw: RawPreview, c: &mut Checker) -> PreviewConfig {
         ),
         workers: workers as usize,
         queue: c.int("preview.queue", raw.queue, 256, 0, 1 << 16) as usize,
+        pdftoppm,
+        ffmpeg,
+        tool_timeout: Duration::from_secs(c.int(
+            "preview.tool_timeout_s",
+            raw.tool_timeout_s,
+            10,
+            1,
+            600,
+        )),
+        tool_memory_bytes: c.int(
+            "preview.tool_memory_mb",
+            raw.tool_memory_mb,
+            512,
+            64,
+            65_536,
+        ) << 20,
     }
+}
+
+/// `configured` if it is a file, else `name` on `PATH`.
+fn locate(configured: Option<&Path>, name: &str) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
