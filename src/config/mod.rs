@@ -181,6 +181,12 @@ pub struct AppConfig {
     pub upstream: String,
     pub tls: bool,
     pub sni: Option<String>,
+    /// Bounds on every call to the app: establishing a connection (TLS included), waiting
+    /// for each read of its answer, and each write of the request to it. Past any of them the
+    /// client gets a `504` JSON answer instead of waiting on a hung app.
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -48,6 +48,9 @@ pub struct RawApp {
     pub upstream: Option<String>,
     pub tls: Option<bool>,
     pub sni: Option<String>,
+    pub connect_timeout_ms: Option<i64>,
+    pub read_timeout_ms: Option<i64>,
+    pub write_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

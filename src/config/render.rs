@@ -49,6 +49,9 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.string("upstream", &app.upstream);
     out.bool("tls", app.tls);
     out.opt_string("sni", app.sni.as_deref(), "the upstream host");
+    out.int("connect_timeout_ms", millis(app.connect_timeout));
+    out.int("read_timeout_ms", millis(app.read_timeout));
+    out.int("write_timeout_ms", millis(app.write_timeout));
 
     out.section("auth");
     let algorithms: Vec<&str> = auth.algorithms.iter().map(|a| a.as_str()).collect();
