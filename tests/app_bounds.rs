@@ -108,3 +108,60 @@ async fn a_refused_upload_is_answered_and_closed_not_drained() {
         assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_request_head_is_cut_at_the_header_deadline() {
+    let extra = Extra {
+        server: "header_timeout_ms = 800\n".into(),
+        ..Extra::default()
+    };
+    let env = Local::start(Data::create().await, extra).await;
+    let addr = env.gw.base.trim_start_matches("http://").to_string();
+
+    // One header line every 200 ms: each read is quick, the head never ends.
+    let mut sock = TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut closed = None;
+    for i in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let line = format!("X-Slow-{i}: y\r\n");
+        if sock.write_all(line.as_bytes()).await.is_err() {
+            closed = Some(started.elapsed());
+            break;
+        }
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), sock.read(&mut probe)).await
+        {
+            closed = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed = closed.expect("the gateway closed the trickling connection");
+    assert!(closed >= Duration::from_millis(700), "{closed:?}");
+    assert!(closed < Duration::from_secs(3), "{closed:?}");
+
+    // A well-behaved keep-alive client is not hurt: requests on one connection, each head
+    // sent at once, with pauses shorter than the deadline between them.
+    let mut sock = TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..3 {
+        sock.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&buf).contains("\"app\":true") {
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (CIDR networks).
     pub trusted_proxies: Vec<IpNet>,
     pub grace_period: Duration,
+    /// Total time a connection gets to deliver a request's headers, counted from its start
+    /// or from the end of its previous response (so it also bounds an idle keep-alive).
+    pub header_timeout: Duration,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Unix socket through which a running instance hands its listening sockets to a new one

@@ -36,6 +36,7 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
     pub grace_period_s: Option<i64>,
+    pub header_timeout_ms: Option<i64>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub upgrade_sock: Option<PathBuf>,

@@ -40,6 +40,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         .collect();
     out.strings("trusted_proxies", &proxies);
     out.int("grace_period_s", server.grace_period.as_secs());
+    out.int("header_timeout_ms", millis(server.header_timeout));
     out.path("tls_cert_file", server.tls_cert_file.as_deref());
     out.path("tls_key_file", server.tls_key_file.as_deref());
     out.path("upgrade_sock", Some(&server.upgrade_sock));

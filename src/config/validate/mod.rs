@@ -64,6 +64,13 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
         }
     }
     let grace_period = c.seconds("server.grace_period_s", raw.grace_period_s, 30, 0);
+    let header_timeout = Duration::from_millis(c.int(
+        "server.header_timeout_ms",
+        raw.header_timeout_ms,
+        20000,
+        1,
+        u64::MAX,
+    ));
     let (tls_cert_file, tls_key_file) = match (raw.tls_cert_file, raw.tls_key_file) {
         (Some(cert), Some(key)) => (
             Some(c.existing_file("server.tls_cert_file", &cert)),
@@ -107,6 +114,7 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
         threads,
         trusted_proxies,
         grace_period,
+        header_timeout,
         tls_cert_file,
         tls_key_file,
         upgrade_sock,
