@@ -16,6 +16,8 @@ pub enum Fault {
     Refuse,
     /// Accept and read, never answer: the backend hangs.
     BlackHole,
+    /// Relay, but reset both sides once this many bytes came back from the backend.
+    CutAfter(u64),
 }
 
 pub struct TcpFault {
@@ -85,8 +87,12 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return;
         }
-        Fault::Pass => {}
+        Fault::Pass | Fault::CutAfter(_) => {}
     }
+    let limit = match fault {
+        Fault::CutAfter(n) => n,
+        _ => u64::MAX,
+    };
     let Ok(server) = TcpStream::connect(backend).await else {
         return;
     };
@@ -106,7 +112,22 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
         }
     };
     let down = async move {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let mut chunk = vec![0u8; 16384];
+        let mut relayed = 0u64;
+        loop {
+            let n = match sr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let n = n.min((limit - relayed) as usize);
+            if cw.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+            relayed += n as u64;
+            if relayed >= limit {
+                break; // dropping both halves closes the connection mid-answer
+            }
+        }
     };
     tokio::select! {
         _ = up => {}
