@@ -28,12 +28,6 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
         },
         Route::Upload => {
             let answer = upload::stage(gw, session, ctx).await;
-            if answer.is_err() && !session.is_body_done() {
-                // Never drain a refused body (it may be as large as its client declares):
-                // answer with `Connection: close` and drop the connection. Pingora does this
-                // by default too; saying it here keeps it true whatever its defaults become.
-                session.set_keepalive(None);
-            }
             return reply(session, ctx, answer).await;
         }
         Route::StagedDelete { attachment_id } => {
