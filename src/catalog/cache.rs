@@ -89,20 +89,21 @@ impl<C: Catalog> CachedCatalog<C> {
 
     /// Ask the database, remembering its answer, a miss included, unless a writer touched
     /// the id meanwhile.
-    async fn lookup<F>(
+    async fn lookup<F, Q>(
         &self,
         attachment_id: &str,
         lookup: Lookup<'_>,
-        query: F,
+        query: Q,
     ) -> Result<Option<AttachmentRow>, CatalogError>
     where
+        Q: FnOnce() -> F,
         F: std::future::Future<Output = Result<Option<AttachmentRow>, CatalogError>>,
     {
         if let Some(known) = self.cached(attachment_id, lookup) {
             return Ok(known);
         }
         let ticket = self.absent.ticket(attachment_id);
-        let found = query.await?;
+        let found = query().await?;
         self.remember(attachment_id, lookup, &found, ticket);
         Ok(found)
     }
@@ -150,7 +151,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
         let lookup = Lookup::Linked { dialog_id };
-        let query = self.inner.find_linked(dialog_id, attachment_id);
+        let query = || self.inner.find_linked(dialog_id, attachment_id);
         self.lookup(attachment_id, lookup, query).await
     }
 
@@ -158,7 +159,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         &self,
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
-        let query = self.inner.find_staged(attachment_id);
+        let query = || self.inner.find_staged(attachment_id);
         self.lookup(attachment_id, Lookup::Staged, query).await
     }
 
