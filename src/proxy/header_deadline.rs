@@ -5,6 +5,10 @@
 //! response (`request_done`), stops when a head is in (`headers_read`), and the connection is
 //! dropped when the clock passes the limit. HTTP/2 connections are passed through untouched
 //! (their streams run on tasks of their own, outside the clock's reach).
+//!
+//! `logging` runs just before Pingora's final flush of the response, so the clock also covers
+//! that flush: at most one buffered segment (1460 bytes; one TLS record over TLS), far inside
+//! any sensible limit even for a slow reader. A limit well below a few seconds would not be.
 
 use std::sync::Arc;
 use std::time::Duration;
