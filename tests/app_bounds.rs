@@ -149,6 +149,7 @@ async fn a_trickled_request_head_is_cut_at_the_header_deadline() {
         }
     }
     let closed = closed.expect("the gateway closed the trickling connection");
+    println!("app_bounds: trickled head cut after {closed:?} (deadline 800 ms)");
     assert!(closed >= Duration::from_millis(700), "{closed:?}");
     assert!(closed < Duration::from_secs(3), "{closed:?}");
 
