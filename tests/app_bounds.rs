@@ -47,6 +47,7 @@ async fn a_hung_app_gets_the_client_a_504_json_within_the_read_bound() {
         assert_eq!(resp.headers()["cache-control"], "no-store");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "gateway_timeout", "{body}");
+        println!("app_bounds: hung app, {path}: 504 after {took:?} (read bound 700 ms)");
         assert!(
             took < Duration::from_secs(3),
             "{path}: answered after {took:?}"
