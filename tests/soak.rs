@@ -298,8 +298,11 @@ async fn mixed_traffic_stays_flat() {
     seed(&toml).await;
     let gw = Gateway::start(&toml).await;
     let db = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    // A well-behaved client drops idle connections before the server's 60 s keep-alive idle
+    // closes them (reqwest's default, 90 s, would race that close on a long soak).
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     let alice = token("alice", "USER", &[]);

@@ -79,8 +79,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (CIDR networks).
     pub trusted_proxies: Vec<IpNet>,
     pub grace_period: Duration,
-    /// Total time a connection gets to deliver a request's headers, counted from its start
-    /// or from the end of its previous response (so it also bounds an idle keep-alive).
+    /// Total time a connection gets to deliver a request's headers, counted from its start,
+    /// or on a kept-alive connection from the end of Pingora's 60 s idle allowance after the
+    /// previous response.
     pub header_timeout: Duration,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,

@@ -1,14 +1,18 @@
 //! A total deadline for reading each request's headers. Pingora 0.9 bounds each read of a
 //! request head (and the idle keep-alive wait), never the whole head, so a client sending one
 //! header byte now and then holds a connection for ever. `HeaderDeadline` wraps the HTTP/1
-//! server app: a connection's clock runs from its start and again from the end of each
-//! response (`request_done`), stops when a head is in (`headers_read`), and the connection is
-//! dropped when the clock passes the limit. HTTP/2 connections are passed through untouched
-//! (their streams run on tasks of their own, outside the clock's reach).
+//! server app: a connection's clock runs from its start, stops when a head is in
+//! (`headers_read`), and the connection is dropped when the clock passes the limit. After a
+//! response (`request_done`) the clock restarts only once Pingora's own keep-alive idle
+//! allowance (`KEEPALIVE_IDLE`) is used up: idle keep-alive connections close exactly when they
+//! did before (closing them sooner makes clients that reuse them race the close more often),
+//! and a head trickled on a kept-alive connection still meets a bound. HTTP/2 connections are
+//! passed through untouched (their streams run on tasks of their own, outside the clock's
+//! reach).
 //!
 //! `logging` runs just before Pingora's final flush of the response, so the clock also covers
 //! that flush: at most one buffered segment (1460 bytes; one TLS record over TLS), far inside
-//! any sensible limit even for a slow reader. A limit well below a few seconds would not be.
+//! any sensible limit even for a slow reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,10 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Pingora's keep-alive idle timeout for HTTP/1 (set for every new connection in
+/// `pingora-core` `apps`, 60 s); a kept-alive connection may wait this long for its next head.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
 tokio::task_local! {
     /// The clock of the connection whose task this is; `None` inside means "head is in".
     static CLOCK: watch::Sender<Option<Instant>>;
@@ -30,9 +38,10 @@ pub fn headers_read() {
     let _ = CLOCK.try_with(|clock| clock.send_replace(None));
 }
 
-/// Called when a response is done (the proxy's `logging`): the next head's clock starts.
+/// Called when a response is done (the proxy's `logging`): the next head's clock starts once
+/// the keep-alive idle allowance is over.
 pub fn request_done() {
-    let _ = CLOCK.try_with(|clock| clock.send_replace(Some(Instant::now())));
+    let _ = CLOCK.try_with(|clock| clock.send_replace(Some(Instant::now() + KEEPALIVE_IDLE)));
 }
 
 /// Wraps the public proxy app with the per-connection header clock.
@@ -108,8 +117,9 @@ mod tests {
         clock.send_replace(None); // head in
         tokio::time::sleep(Duration::from_secs(60)).await; // a long response
         assert!(!fired.is_finished());
-        clock.send_replace(Some(Instant::now())); // response done
-        tokio::time::sleep(Duration::from_secs(9)).await;
+        // Response done: idle allowance, then the limit again.
+        clock.send_replace(Some(Instant::now() + KEEPALIVE_IDLE));
+        tokio::time::sleep(KEEPALIVE_IDLE + Duration::from_secs(9)).await;
         assert!(!fired.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(fired.is_finished());
