@@ -10,6 +10,7 @@ use pingora::services::listening::Service;
 
 use crate::config::ServerConfig;
 use crate::drain::Draining;
+use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
 
 /// Add `server.listen` to the proxy service. With a certificate and key it is TLS 1.2/1.3 and
@@ -17,7 +18,7 @@ use crate::proxy::Gateway;
 /// instead of six. The files are read when the process starts, so an upgrade (`reload`)
 /// picks up a renewed certificate.
 pub fn add_public(
-    proxy: &mut Service<Draining<HttpProxy<Gateway>>>,
+    proxy: &mut Service<Draining<HeaderDeadline<HttpProxy<Gateway>>>>,
     server: &ServerConfig,
 ) -> anyhow::Result<()> {
     let listen = server.listen.to_string();

@@ -15,6 +15,7 @@ use crate::drain::{self, Draining};
 use crate::limits::Limiter;
 use crate::preview::Previews;
 use crate::proxy::admin::AdminApp;
+use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
 use crate::{catalog, io_runtime, listener, storage, upgrade};
 
@@ -80,7 +81,10 @@ pub fn run_with(
     let mut proxy = Service::new(
         "attachment-gateway".to_string(),
         Draining::new(
-            pingora::proxy::http_proxy(&server.configuration, gateway),
+            HeaderDeadline::new(
+                pingora::proxy::http_proxy(&server.configuration, gateway),
+                config.server.header_timeout,
+            ),
             drain::linger(config.server.grace_period),
         ),
     );

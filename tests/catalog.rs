@@ -333,7 +333,11 @@ async fn cache(kind: DatabaseKind) {
     let first = cat.find_linked("d1", "a1").await.unwrap().unwrap();
     assert_eq!((stats().hits, stats().misses), (0, 1), "{t}");
     // Now cached: a peek answers it (a hit), for its own route and dialog only.
-    assert_eq!(cat.peek_linked("d1", "a1").as_ref(), Some(&first), "{t}");
+    assert_eq!(
+        cat.peek_linked("d1", "a1"),
+        Some(Some(first.clone())),
+        "{t}"
+    );
     assert_eq!(cat.peek_linked("d2", "a1"), None, "{t}");
     assert_eq!(cat.peek_staged("a1"), None, "{t}");
     assert_eq!((stats().hits, stats().misses), (1, 1), "{t}");
@@ -344,18 +348,23 @@ async fn cache(kind: DatabaseKind) {
     assert_eq!(again.as_ref(), Some(&first), "{t}");
     assert_eq!((stats().hits, stats().misses), (2, 1), "{t}");
 
-    // A cached row answers only its own route and dialog.
+    // A cached row answers only its own route and dialog; the misses that follow are asked
+    // once, then remembered like a row (a miss must cost no more than a denial).
     assert_eq!(cat.find_linked("d2", "a1").await.unwrap(), None, "{t}");
     assert_eq!(cat.find_staged("a1").await.unwrap(), None, "{t}");
     assert_eq!((stats().hits, stats().misses), (2, 3), "{t}");
+    assert_eq!(cat.peek_linked("d2", "a1"), Some(None), "{t}");
+    assert_eq!(cat.find_staged("a1").await.unwrap(), None, "{t}");
+    assert_eq!((stats().hits, stats().misses), (4, 3), "{t}");
 
     // Writers drop the entry.
     cat.invalidate("a1").await;
     assert_eq!(cat.peek_linked("d1", "a1"), None, "{t}");
     assert_eq!(cat.find_linked("d1", "a1").await.unwrap(), None, "{t}");
-    assert_eq!((stats().hits, stats().misses), (2, 4), "{t}");
+    assert_eq!((stats().hits, stats().misses), (4, 4), "{t}");
 
-    // A miss is not cached: a row committed elsewhere is visible at once.
+    // A remembered miss hides a row written behind the cache's back until a writer through
+    // this instance (or the TTL) drops it.
     db.exec(
         r#"INSERT INTO "ChatAttachment" ("id", "dialogId", "storagePath", "mimeType",
            "sizeBytes", "originalName", "createdByUserId", "status")
@@ -363,6 +372,8 @@ async fn cache(kind: DatabaseKind) {
                    'owner1', 'LINKED')"#,
     )
     .await;
+    assert_eq!(cat.find_linked("d1", "a1").await.unwrap(), None, "{t}");
+    cat.invalidate("a1").await;
     let fresh = cat.find_linked("d1", "a1").await.unwrap().expect(t);
     assert_eq!(fresh.size_bytes, 7, "{t}");
 

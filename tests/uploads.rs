@@ -12,6 +12,7 @@ use attachment_gateway::config;
 use attachment_gateway::storage::{self, ByteStream, Storage, StorageKey};
 use bytes::Bytes;
 use chrono::Utc;
+use harness::app::App;
 use harness::seaweed::Seaweed;
 use harness::{token, Gateway, PgDatabase, STAFF_PERMISSION};
 use serde_json::{json, Value};
@@ -28,6 +29,8 @@ struct Env {
     client: reqwest::Client,
     toml: String,
     fs_root: Option<std::path::PathBuf>,
+    /// The stand-in app behind the public listener: what it receives was not the gateway's.
+    app: App,
     _seaweed: Option<Seaweed>,
     _pg: Option<PgDatabase>,
 }
@@ -38,7 +41,7 @@ enum Db {
     Lite(sqlx::SqlitePool),
 }
 
-fn config_toml(catalog: &str, storage: &str) -> String {
+fn config_toml(app: &str, catalog: &str, storage: &str) -> String {
     format!(
         r#"
 [server]
@@ -48,7 +51,7 @@ threads = 2
 grace_period_s = 1
 
 [app]
-upstream = "127.0.0.1:9"
+upstream = "{app}"
 
 [auth]
 algorithms = ["HS256"]
@@ -101,7 +104,9 @@ async fn env_pg_s3(edit: impl Fn(String) -> String) -> Env {
         "provider = \"s3\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"",
         seaweed.endpoint, seaweed.bucket, seaweed.access_key, seaweed.secret_key
     );
+    let app = App::start().await;
     let toml = edit(config_toml(
+        &app.addr,
         &format!("database_url = \"{}\"", pg.url),
         &storage_toml,
     ));
@@ -116,6 +121,7 @@ async fn env_pg_s3(edit: impl Fn(String) -> String) -> Env {
         client: reqwest::Client::new(),
         toml,
         fs_root: None,
+        app,
         _seaweed: Some(seaweed),
         _pg: Some(pg),
     };
@@ -128,7 +134,9 @@ async fn env_sqlite_fs(edit: impl Fn(String) -> String) -> Env {
     let root = dir.path().join("bucket");
     std::fs::create_dir_all(&root).unwrap();
     let db_path = dir.path().join("gw.db");
+    let app = App::start().await;
     let toml = edit(config_toml(
+        &app.addr,
         &format!("database_url = \"sqlite://{}?mode=rwc\"", db_path.display()),
         &format!("provider = \"fs\"\nroot = \"{}\"", root.display()),
     ));
@@ -147,6 +155,7 @@ async fn env_sqlite_fs(edit: impl Fn(String) -> String) -> Env {
         client: reqwest::Client::new(),
         toml,
         fs_root: Some(root),
+        app,
         _seaweed: None,
         _pg: None,
     };
@@ -742,16 +751,35 @@ async fn commit_refusals(env: &Env) {
         )
         .await;
     assert_eq!((status, body["ids"].clone()), (409, json!([mine])));
-    // The commit route lives on the admin listener only.
+    // The commit route lives on the admin listener only: on the public one it is just another
+    // path of the app's, which the (live) stand-in app answers; nothing is linked.
+    let fresh = env.staged("alice", png(300)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let resp = env
         .client
         .post(env.gw.url("/internal/attachments/commit"))
         .bearer_auth(SERVICE_TOKEN)
-        .json(&good)
+        .json(&commit_body("alice", "d1", "m9", &[&fresh]))
         .send()
-        .await;
-    // The public listener passes unknown paths to the app (down in this test): never 200.
-    assert_ne!(resp.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-app"], "yes", "answered by the app");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["app"], true, "{answer}");
+    let forwarded = env.app.seen();
+    assert!(
+        forwarded
+            .iter()
+            .any(|s| s.method == "POST" && s.target == "/internal/attachments/commit"),
+        "the app received it: {forwarded:?}"
+    );
+    assert_eq!(
+        env.row(&fresh).await.unwrap().status,
+        AttachmentStatus::Uploaded
+    );
     let resp = env
         .client
         .get(format!("{}/internal/attachments/commit", env.gw.admin))

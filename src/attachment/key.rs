@@ -7,8 +7,8 @@ use super::{Format, Variant};
 
 /// Prefix of every staged upload's key; cleanup lists objects under it.
 pub const STAGED_PREFIX: &str = "support-chat/staged/";
-/// Prefix of every linked attachment's key.
-const DIALOGS_PREFIX: &str = "support-chat/dialogs/";
+/// Prefix of every linked attachment's key; cleanup's orphan sweep lists it.
+pub const DIALOGS_PREFIX: &str = "support-chat/dialogs/";
 /// Prefix of every preview's key; the orphan sweep lists it.
 pub const PREVIEWS_PREFIX: &str = "support-chat/previews/";
 /// Longest key accepted, in bytes (S3's own limit is 1024 bytes of UTF-8).

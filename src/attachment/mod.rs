@@ -7,6 +7,6 @@ pub mod key;
 pub mod preview;
 pub mod row;
 
-pub use key::{is_valid_id, KeyError, StorageKey, PREVIEWS_PREFIX, STAGED_PREFIX};
+pub use key::{is_valid_id, KeyError, StorageKey, DIALOGS_PREFIX, PREVIEWS_PREFIX, STAGED_PREFIX};
 pub use preview::{Format, ImageInfo, PreviewRow, Variant};
 pub use row::{AttachmentRow, AttachmentStatus, NewAttachment};

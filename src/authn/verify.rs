@@ -250,7 +250,66 @@ mod tests {
         ]
     }
 
+    /// A JSON value of any shape, a few levels deep, for header fields and claims.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            (NOW - 100..NOW + 100).prop_map(serde_json::Value::from),
+            "\\PC{0,12}|USER|STAFF|ADMIN|[A-Za-z0-9_-]{1,130}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z]{1,4}", inner, 0..4).prop_map(|m| json!(m)),
+            ]
+        })
+    }
+
+    /// A header or payload: arbitrary bytes, or an object whose named fields have any value.
+    fn part(
+        names: &'static [&'static str],
+        fixed: serde_json::Value,
+    ) -> impl Strategy<Value = Vec<u8>> {
+        let object = proptest::collection::vec((proptest::sample::select(names), any_json()), 0..6)
+            .prop_map(move |fields| {
+                let mut object = fixed.clone();
+                for (name, value) in fields {
+                    object[name] = value;
+                }
+                serde_json::to_vec(&object).unwrap()
+            });
+        prop_oneof![proptest::collection::vec(any::<u8>(), 0..80), object]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Correctly signed (HS256) tokens with arbitrary header and claims bytes reach the
+        /// header and claims parsers: no panic, and whatever passes is a plain principal.
+        #[test]
+        fn signed_arbitrary_headers_and_claims_yield_only_plain_principals(
+            header in part(&["alg", "typ", "kid", "crit", "cty", "jku"], json!({"alg": "HS256"})),
+            payload in part(&["sub", "role", "permissions", "exp", "nbf", "iss", "aud"], claims()),
+        ) {
+            let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(&header), URL_SAFE_NO_PAD.encode(&payload));
+            let key = jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes());
+            let signature = jsonwebtoken::crypto::sign(
+                signing_input.as_bytes(),
+                &key,
+                jsonwebtoken::Algorithm::HS256,
+            )
+            .unwrap();
+            let token = format!("{signing_input}.{signature}");
+            if let Ok(principal) = authenticator().verify_at(&token, NOW) {
+                let id = &principal.user_id;
+                prop_assert!(!id.is_empty() && id.len() <= 128, "{id:?}");
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+            }
+        }
+
         #[test]
         fn verify_never_panics_on_arbitrary_text(token in ".{0,300}") {
             let _ = authenticator().verify_at(&token, NOW);

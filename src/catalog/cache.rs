@@ -1,6 +1,8 @@
-//! A short-TTL, in-process cache in front of any `Catalog`: positive answers only, so a row
-//! committed a moment ago is visible at once; a changed or deleted row may be served until its
-//! entry expires or a writer calls `invalidate`.
+//! A short-TTL, in-process cache in front of any `Catalog`: found rows, and (`absent`) the
+//! lookups that found nothing, so that a true miss costs no more than a denial of a cached row.
+//! Writes through this instance drop what they change at once (a staged or committed row is
+//! visible here immediately); a write through another instance may be missed until the entry
+//! expires or a writer calls `invalidate`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::sync::Cache;
 
+use super::absent::{AbsentCache, Lookup, Ticket};
 use super::staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
 use crate::attachment::{ImageInfo, PreviewRow};
@@ -30,6 +33,7 @@ pub struct CacheStats {
 pub struct CachedCatalog<C> {
     inner: C,
     rows: Cache<String, AttachmentRow>,
+    absent: AbsentCache,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -42,6 +46,7 @@ impl<C: Catalog> CachedCatalog<C> {
                 .max_capacity(MAX_ENTRIES)
                 .time_to_live(ttl)
                 .build(),
+            absent: AbsentCache::new(ttl),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -59,46 +64,83 @@ impl<C: Catalog> CachedCatalog<C> {
         self.misses.load(Ordering::Relaxed)
     }
 
-    /// The cached row for `attachment_id` if `answers` accepts it, counting a hit or a miss.
-    fn cached(
-        &self,
-        attachment_id: &str,
-        answers: impl Fn(&AttachmentRow) -> bool,
-    ) -> Option<AttachmentRow> {
-        let found = self.peek(attachment_id, answers);
+    /// What the cache knows `lookup` of `attachment_id` answers, counting a hit or a miss.
+    fn cached(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<AttachmentRow>> {
+        let found = self.peek(attachment_id, lookup);
         if found.is_none() {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
         found
     }
 
-    /// Like `cached`, but a miss is not counted: the lookup that follows counts it.
-    fn peek(
+    /// Like `cached`, but a miss is not counted: the lookup that follows counts it. A row that
+    /// does not answer the lookup falls through to the database (it may have changed there).
+    fn peek(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<AttachmentRow>> {
+        let known = match self.rows.get(attachment_id) {
+            Some(row) if answers(&row, lookup) => Some(Some(row)),
+            _ if self.absent.knows_absent(attachment_id, lookup) => Some(None),
+            _ => None,
+        };
+        if known.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        known
+    }
+
+    /// Ask the database, remembering its answer, a miss included, unless a writer touched
+    /// the id meanwhile.
+    async fn lookup<F, Q>(
         &self,
         attachment_id: &str,
-        answers: impl Fn(&AttachmentRow) -> bool,
-    ) -> Option<AttachmentRow> {
-        let row = self.rows.get(attachment_id).filter(|row| answers(row))?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(row)
+        lookup: Lookup<'_>,
+        query: Q,
+    ) -> Result<Option<AttachmentRow>, CatalogError>
+    where
+        Q: FnOnce() -> F,
+        F: std::future::Future<Output = Result<Option<AttachmentRow>, CatalogError>>,
+    {
+        if let Some(known) = self.cached(attachment_id, lookup) {
+            return Ok(known);
+        }
+        let ticket = self.absent.ticket(attachment_id);
+        let found = query().await?;
+        self.remember(attachment_id, lookup, &found, ticket);
+        Ok(found)
     }
 
-    /// Remember a found row; a miss is not remembered.
-    fn remember(&self, found: &Option<AttachmentRow>) {
-        if let Some(row) = found {
-            self.rows.insert(row.id.clone(), row.clone());
+    fn remember(
+        &self,
+        attachment_id: &str,
+        lookup: Lookup<'_>,
+        found: &Option<AttachmentRow>,
+        ticket: Ticket,
+    ) {
+        match found {
+            Some(row) => {
+                self.rows.insert(row.id.clone(), row.clone());
+                if !self.absent.still_valid(ticket) {
+                    self.rows.invalidate(&row.id);
+                }
+            }
+            None => self.absent.remember(attachment_id, lookup, ticket),
         }
     }
+
+    /// Drop everything known about `attachment_id`, after a write to it is durable.
+    fn forget(&self, attachment_id: &str) {
+        self.absent.forget(attachment_id);
+        self.rows.invalidate(attachment_id);
+    }
 }
 
-/// Whether a cached row answers a linked read of `dialog_id`.
-fn answers_linked(dialog_id: &str) -> impl Fn(&AttachmentRow) -> bool + '_ {
-    move |row| row.status == AttachmentStatus::Linked && row.dialog_id.as_deref() == Some(dialog_id)
-}
-
-/// Whether a cached row answers a staged read.
-fn answers_staged(row: &AttachmentRow) -> bool {
-    row.status == AttachmentStatus::Uploaded
+/// Whether a cached row answers `lookup`: a linked read of its own dialog, or a staged read.
+fn answers(row: &AttachmentRow, lookup: Lookup<'_>) -> bool {
+    match lookup {
+        Lookup::Linked { dialog_id } => {
+            row.status == AttachmentStatus::Linked && row.dialog_id.as_deref() == Some(dialog_id)
+        }
+        Lookup::Staged => row.status == AttachmentStatus::Uploaded,
+    }
 }
 
 #[async_trait]
@@ -108,24 +150,17 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         dialog_id: &str,
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
-        if let Some(row) = self.cached(attachment_id, answers_linked(dialog_id)) {
-            return Ok(Some(row));
-        }
-        let found = self.inner.find_linked(dialog_id, attachment_id).await?;
-        self.remember(&found);
-        Ok(found)
+        let lookup = Lookup::Linked { dialog_id };
+        let query = || self.inner.find_linked(dialog_id, attachment_id);
+        self.lookup(attachment_id, lookup, query).await
     }
 
     async fn find_staged(
         &self,
         attachment_id: &str,
     ) -> Result<Option<AttachmentRow>, CatalogError> {
-        if let Some(row) = self.cached(attachment_id, answers_staged) {
-            return Ok(Some(row));
-        }
-        let found = self.inner.find_staged(attachment_id).await?;
-        self.remember(&found);
-        Ok(found)
+        let query = || self.inner.find_staged(attachment_id);
+        self.lookup(attachment_id, Lookup::Staged, query).await
     }
 
     async fn ping(&self) -> Result<(), CatalogError> {
@@ -148,27 +183,28 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         self.inner.upsert_dialog(dialog_id, owner_user_id).await?;
         // Cached rows carry the dialog's owner; an owner change is rare (seeding), so drop
         // everything rather than index entries by dialog.
+        self.absent.forget_all();
         self.rows.invalidate_all();
         Ok(())
     }
 
     async fn upsert_attachment(&self, row: &NewAttachment) -> Result<(), CatalogError> {
         self.inner.upsert_attachment(row).await?;
-        self.rows.invalidate(&row.id);
+        self.forget(&row.id);
         Ok(())
     }
 
     async fn invalidate(&self, attachment_id: &str) {
-        self.rows.invalidate(attachment_id);
+        self.forget(attachment_id);
         self.inner.invalidate(attachment_id).await;
     }
 
-    fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<AttachmentRow> {
-        self.peek(attachment_id, answers_linked(dialog_id))
+    fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<Option<AttachmentRow>> {
+        self.peek(attachment_id, Lookup::Linked { dialog_id })
     }
 
-    fn peek_staged(&self, attachment_id: &str) -> Option<AttachmentRow> {
-        self.peek(attachment_id, answers_staged)
+    fn peek_staged(&self, attachment_id: &str) -> Option<Option<AttachmentRow>> {
+        self.peek(attachment_id, Lookup::Staged)
     }
 
     fn cache_stats(&self) -> Option<CacheStats> {
@@ -182,7 +218,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
 
     async fn insert_staged(&self, row: &NewAttachment) -> Result<(), CatalogError> {
         self.inner.insert_staged(row).await?;
-        self.rows.invalidate(&row.id);
+        self.forget(&row.id);
         Ok(())
     }
 
@@ -193,7 +229,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     ) -> Result<Option<String>, CatalogError> {
         let deleted = self.inner.delete_staged(attachment_id, user_id).await?;
         if deleted.is_some() {
-            self.rows.invalidate(attachment_id);
+            self.forget(attachment_id);
         }
         Ok(deleted)
     }
@@ -215,7 +251,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError> {
         let linked = self.inner.link(link).await?;
         for (id, _) in &link.rows {
-            self.rows.invalidate(id);
+            self.forget(id);
         }
         Ok(linked)
     }
@@ -227,7 +263,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
     ) -> Result<Vec<ClaimedRow>, CatalogError> {
         let claimed = self.inner.claim_expired_staged(cutoff, limit).await?;
         for row in &claimed {
-            self.rows.invalidate(&row.id);
+            self.forget(&row.id);
         }
         Ok(claimed)
     }
@@ -250,7 +286,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
             .save_previews(attachment_id, image, previews)
             .await?;
         // The row now carries its size and placeholder.
-        self.rows.invalidate(attachment_id);
+        self.forget(attachment_id);
         Ok(())
     }
 

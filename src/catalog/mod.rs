@@ -2,6 +2,7 @@
 //! per read. PostgreSQL in production, SQLite for the embedded default; a short-TTL cache sits
 //! in front (`cache`).
 
+pub mod absent;
 pub mod cache;
 pub mod legacy;
 pub mod pg_migrate;
@@ -66,14 +67,15 @@ pub trait Catalog: Send + Sync {
     /// Forget anything cached about `attachment_id`; writers (commit, discard, cleanup) call it
     /// after changing the row. A catalog without a cache has nothing to do.
     async fn invalidate(&self, _attachment_id: &str) {}
-    /// What `find_linked` would answer from the in-process cache alone, without I/O: the
-    /// request path asks this on its own thread before hopping to the I/O runtime. `None`
-    /// when not cached (a miss is counted by the lookup that follows, not here).
-    fn peek_linked(&self, _dialog_id: &str, _attachment_id: &str) -> Option<AttachmentRow> {
+    /// What `find_linked` would answer, when the in-process cache alone knows it (a row, or
+    /// `Some(None)` for a remembered miss), without I/O: the request path asks this on its
+    /// own thread before hopping to the I/O runtime. `None` when the cache does not know (a
+    /// miss is counted by the lookup that follows, not here).
+    fn peek_linked(&self, _dialog_id: &str, _attachment_id: &str) -> Option<Option<AttachmentRow>> {
         None
     }
     /// `peek_linked` for `find_staged`.
-    fn peek_staged(&self, _attachment_id: &str) -> Option<AttachmentRow> {
+    fn peek_staged(&self, _attachment_id: &str) -> Option<Option<AttachmentRow>> {
         None
     }
     /// Hit and miss counts of the in-process cache, when there is one.

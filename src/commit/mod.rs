@@ -117,14 +117,17 @@ async fn lost_race(
         .find_many(&req.attachment_ids)
         .await
         .map_err(|e| refused(GatewayError::Catalog(e)))?;
-    // Our copy is provably unused only where the row is now LINKED somewhere else; where it
-    // is still staged, its recorded target keeps it in view of a retry or of cleanup.
+    // Our copy is provably unused where the row is gone (a discard or cleanup won: nothing
+    // can link it any more) or is now LINKED somewhere else; where it is still staged, its
+    // recorded target keeps it in view of a retry or of cleanup. A copy left by a crash here
+    // is taken by cleanup's dialog sweep.
     for id in &req.attachment_ids {
         let ours = StorageKey::dialog(&req.dialog_id, id);
-        let elsewhere = rows.iter().any(|r| {
-            &r.id == id && r.status == AttachmentStatus::Linked && r.storage_path != ours.as_str()
+        let row = rows.iter().find(|r| &r.id == id);
+        let unused = row.is_none_or(|r| {
+            r.status == AttachmentStatus::Linked && r.storage_path != ours.as_str()
         });
-        if elsewhere {
+        if unused {
             let _ = storage.delete(&ours).await;
         }
     }

@@ -81,6 +81,10 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (CIDR networks).
     pub trusted_proxies: Vec<IpNet>,
     pub grace_period: Duration,
+    /// Total time a connection gets to deliver a request's headers, counted from its start,
+    /// or on a kept-alive connection from the end of Pingora's 60 s idle allowance after the
+    /// previous response.
+    pub header_timeout: Duration,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Unix socket through which a running instance hands its listening sockets to a new one
@@ -183,6 +187,12 @@ pub struct AppConfig {
     pub upstream: String,
     pub tls: bool,
     pub sni: Option<String>,
+    /// Bounds on every call to the app: establishing a connection (TLS included), waiting
+    /// for each read of its answer, and each write of the request to it. Past any of them the
+    /// client gets a `504` JSON answer instead of waiting on a hung app.
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

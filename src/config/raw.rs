@@ -37,6 +37,7 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
     pub grace_period_s: Option<i64>,
+    pub header_timeout_ms: Option<i64>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub upgrade_sock: Option<PathBuf>,
@@ -49,6 +50,9 @@ pub struct RawApp {
     pub upstream: Option<String>,
     pub tls: Option<bool>,
     pub sni: Option<String>,
+    pub connect_timeout_ms: Option<i64>,
+    pub read_timeout_ms: Option<i64>,
+    pub write_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

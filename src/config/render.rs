@@ -41,6 +41,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         .collect();
     out.strings("trusted_proxies", &proxies);
     out.int("grace_period_s", server.grace_period.as_secs());
+    out.int("header_timeout_ms", millis(server.header_timeout));
     out.path("tls_cert_file", server.tls_cert_file.as_deref());
     out.path("tls_key_file", server.tls_key_file.as_deref());
     out.path("upgrade_sock", Some(&server.upgrade_sock));
@@ -50,6 +51,9 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.string("upstream", &app.upstream);
     out.bool("tls", app.tls);
     out.opt_string("sni", app.sni.as_deref(), "the upstream host");
+    out.int("connect_timeout_ms", millis(app.connect_timeout));
+    out.int("read_timeout_ms", millis(app.read_timeout));
+    out.int("write_timeout_ms", millis(app.write_timeout));
 
     out.section("auth");
     let algorithms: Vec<&str> = auth.algorithms.iter().map(|a| a.as_str()).collect();

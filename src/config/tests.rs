@@ -437,8 +437,9 @@ fn rendered_demo_config_is_complete() {
     }
     let reparsed: toml::Table = rendered.parse().unwrap();
     let keys = |s: &str| reparsed[s].as_table().unwrap().len();
-    // listen, admin_listen, threads, trusted_proxies, grace_period_s, upgrade_sock, pid_file
-    assert_eq!(keys("server"), 7, "{rendered}");
+    // listen, admin_listen, threads, trusted_proxies, grace_period_s, header_timeout_ms,
+    // upgrade_sock, pid_file
+    assert_eq!(keys("server"), 8, "{rendered}");
     assert_eq!(keys("limits"), 9);
     toml::from_str::<RawConfig>(&rendered).unwrap();
 }

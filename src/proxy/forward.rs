@@ -16,7 +16,13 @@ pub fn app_peer(app: &AppConfig, addr: SocketAddr) -> HttpPeer {
         .sni
         .clone()
         .unwrap_or_else(|| upstream_host(&app.upstream).to_string());
-    HttpPeer::new(addr, app.tls, sni)
+    let mut peer = HttpPeer::new(addr, app.tls, sni);
+    // Without these a hung app holds the client (and the connection's task) for ever.
+    peer.options.connection_timeout = Some(app.connect_timeout);
+    peer.options.total_connection_timeout = Some(app.connect_timeout);
+    peer.options.read_timeout = Some(app.read_timeout);
+    peer.options.write_timeout = Some(app.write_timeout);
+    peer
 }
 
 /// `host` of `host:port` (brackets of an IPv6 literal removed).

@@ -16,6 +16,8 @@
 //! driven from this folder.
 //! fail_to_proxy ── JSON error if nothing was written yet; otherwise the connection aborts
 //! logging ── one JSON access-log line; download metrics (metrics::download_finished)
+//! header_deadline ── around it all: a connection's next head must be in within
+//!                   server.header_timeout_ms (new_ctx stops the clock, logging restarts it)
 //! ```
 //! Each phase is a few lines that call one module; policy lives in pure modules.
 
@@ -24,6 +26,7 @@ mod client_ip;
 pub mod commit;
 pub mod ctx;
 mod forward;
+pub mod header_deadline;
 mod offload;
 pub(crate) mod read;
 pub(crate) mod respond;
@@ -69,7 +72,9 @@ pub struct Gateway {
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// Pingora calls this once a request head is in: the header deadline's clock stops.
     fn new_ctx(&self) -> RequestCtx {
+        header_deadline::headers_read();
         RequestCtx::new()
     }
 
@@ -193,6 +198,7 @@ impl ProxyHttp for Gateway {
             download: ctx::is_download(&ctx.route),
         });
         ctx.in_flight = None;
+        header_deadline::request_done();
     }
 }
 

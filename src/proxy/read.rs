@@ -155,14 +155,15 @@ pub fn authenticate(gw: &Gateway, session: &Session) -> Result<Principal, Gatewa
 /// The row the route names, with its dialog's owner: from the in-process cache when it has
 /// it, else one indexed query.
 async fn lookup(gw: &Gateway, target: &ReadTarget) -> Result<Option<AttachmentRow>, GatewayError> {
-    // A cache hit is answered here, on this thread; only a miss hops to the I/O runtime
-    // (where the database pool lives), which costs two thread wake-ups.
+    // A cache hit (a remembered miss included) is answered here, on this thread; only what
+    // the cache does not know hops to the I/O runtime (where the database pool lives), which
+    // costs two thread wake-ups.
     let cached = match (target.access, target.dialog_id.as_deref()) {
         (Access::Linked, Some(dialog)) => gw.catalog.peek_linked(dialog, &target.attachment_id),
         _ => gw.catalog.peek_staged(&target.attachment_id),
     };
     Ok(match cached {
-        Some(row) => Some(row),
+        Some(known) => known,
         None => {
             let catalog = gw.catalog.clone();
             let (access, dialog_id, attachment_id) = (

@@ -28,7 +28,14 @@ pub fn header(status: u16, pairs: &[(&'static str, &str)]) -> Result<ResponseHea
 }
 
 /// Answer `err` as `{"error": code}` JSON with `no-store`. Returns the status written.
+///
+/// A request body not read by then (a refused upload, as large as its client declares) is
+/// never drained: the answer says `Connection: close` and the connection ends with it.
+/// Pingora does this by default too; saying it here keeps it true whatever its defaults become.
 pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) -> Result<u16> {
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
     let status = err.status();
     let body = Bytes::from(err.body());
     let length = body.len().to_string();

@@ -22,6 +22,8 @@ pub struct Extra {
     pub server: String,
     /// Lines of `[app]` besides `upstream`.
     pub app: String,
+    /// The app's address, when not the stand-in app (a black hole, a fault relay).
+    pub upstream: Option<String>,
     /// Lines of `[catalog]` besides `database_url`.
     pub catalog: String,
     /// Whole sections. Without a `[limits]` one, limits are set far out of the way.
@@ -124,7 +126,7 @@ impl Local {
              {backends}\n{limits}\n{sections}\n\
              [log]\nlevel = \"info\"\nformat = \"json\"\n",
             server = extra.server,
-            app = app.addr,
+            app = extra.upstream.as_deref().unwrap_or(&app.addr),
             app_extra = extra.app,
             secret = super::HS_SECRET,
             backends = sections(data.dir.path(), &extra.catalog),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod local;
 pub mod redis;
 pub mod tap;
+pub mod tcp_fault;
 
 #[path = "../common/seaweed.rs"]
 pub mod seaweed;

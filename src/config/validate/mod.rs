@@ -65,6 +65,13 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
         }
     }
     let grace_period = c.seconds("server.grace_period_s", raw.grace_period_s, 30, 0);
+    let header_timeout = Duration::from_millis(c.int(
+        "server.header_timeout_ms",
+        raw.header_timeout_ms,
+        20000,
+        1,
+        u64::MAX,
+    ));
     let (tls_cert_file, tls_key_file) = match (raw.tls_cert_file, raw.tls_key_file) {
         (Some(cert), Some(key)) => (
             Some(c.existing_file("server.tls_cert_file", &cert)),
@@ -108,6 +115,7 @@ fn server(raw: RawServer, c: &mut Checker) -> ServerConfig {
         threads,
         trusted_proxies,
         grace_period,
+        header_timeout,
         tls_cert_file,
         tls_key_file,
         upgrade_sock,
@@ -133,10 +141,17 @@ fn app(raw: RawApp, c: &mut Checker) -> AppConfig {
             format!("{upstream:?} is not host:port (for example \"127.0.0.1:3000\")"),
         );
     }
+    let ms = |c: &mut Checker, key: &str, value: Option<i64>, default: u64| {
+        Duration::from_millis(c.int(key, value, default, 1, u64::MAX))
+    };
     AppConfig {
         upstream,
         tls: raw.tls.unwrap_or(false),
         sni: c.optional_non_empty("app.sni", raw.sni),
+        connect_timeout: ms(c, "app.connect_timeout_ms", raw.connect_timeout_ms, 2000),
+        // A page of the app may take a while to render; a hung app must not hold a client.
+        read_timeout: ms(c, "app.read_timeout_ms", raw.read_timeout_ms, 30000),
+        write_timeout: ms(c, "app.write_timeout_ms", raw.write_timeout_ms, 30000),
     }
 }
 

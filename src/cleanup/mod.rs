@@ -1,5 +1,5 @@
 //! Cleanup (SPEC §7): delete staged uploads nobody committed within `upload.staged_ttl_min`,
-//! and staged objects that no staged row owns. One pass is `run_pass`; `CleanupService` runs
+//! staged objects that no staged row owns, and dialog objects no row serves (`dialogs`). One pass is `run_pass`; `CleanupService` runs
 //! one every `upload.cleanup_interval_s` inside the server; `cleanup --once` runs one and exits.
 //!
 //! Safe to interrupt and to repeat: a row is claimed by an atomic `DELETE ... RETURNING`
@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+pub mod dialogs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,6 +37,8 @@ pub struct Report {
     pub expired_objects: u64,
     /// Staged objects older than the TTL with no staged row, deleted.
     pub orphans: u64,
+    /// Dialog objects older than the TTL that no row serves and no commit targets, deleted.
+    pub dialog_orphans: u64,
     /// Deletes that failed (retried by the next pass).
     pub failures: u64,
 }
@@ -62,11 +66,12 @@ pub async fn run_pass(
     let result = pass(catalog, storage, cutoff).await;
     lock.release().await;
     let report = result?;
-    crate::metrics::cleanup_deleted(report.expired_rows + report.orphans);
+    crate::metrics::cleanup_deleted(report.expired_rows + report.orphans + report.dialog_orphans);
     tracing::info!(
         expired_rows = report.expired_rows,
         expired_objects = report.expired_objects,
         orphans = report.orphans,
+        dialog_orphans = report.dialog_orphans,
         failures = report.failures,
         "cleanup pass done"
     );
@@ -119,6 +124,19 @@ async fn pass(
                 report.failures += 1;
                 tracing::warn!(error = %e, "cleanup orphan delete failed");
             }
+        }
+    }
+    // Copies under a dialog that no row serves (a commit that lost a race, or crashed). The
+    // staged TTL is the grace: a commit copies and links within seconds, and its row records
+    // the target before the copy, so an in-flight commit's copy is kept whatever its age.
+    match dialogs::sweep(catalog, storage, SystemTime::from(cutoff)).await {
+        Ok(swept) => {
+            report.dialog_orphans += swept.deleted;
+            report.failures += swept.failed;
+        }
+        Err(e) => {
+            report.failures += 1;
+            tracing::warn!(error = %e, "cleanup dialog sweep failed");
         }
     }
     // Previews whose attachment is gone (its job finished after a delete, say).
