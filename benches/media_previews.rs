@@ -1,5 +1,5 @@
 //! Time and peak memory of a PDF page's and a video poster's previews on one core: the
-//! confined tool (`preview::frame::extract`: Debian's `pdftoppm`, `ffmpeg -threads 1`) and
+//! confined tool (`preview::frame::extract`: Debian's `pdftocairo`, `ffmpeg -threads 1`) and
 //! then the image pipeline on its picture (`render`). Run with
 //! `taskset -c 0 cargo bench --bench media_previews` (a few seconds).
 //!
@@ -43,7 +43,7 @@ fn main() {
     println!("| source | tool | tool ms (median of {RUNS}) | render ms | tool peak RSS |");
     println!("|---|---|---|---|---|");
     for (file, kind, tool) in [
-        ("sample.pdf", Kind::Pdf, "pdftoppm"),
+        ("sample.pdf", Kind::Pdf, "pdftocairo"),
         ("sample.mp4", Kind::Video("mov"), "ffmpeg"),
     ] {
         let Some(path) = which(tool) else {

@@ -19,11 +19,11 @@ if ! command -v weed >/dev/null; then
 fi
 weed version | head -n 1
 
-log "Chromium (browser tests of the demo chat page), pdftoppm and ffmpeg (previews)"
+log "Chromium (browser tests of the demo chat page), pdftocairo and ffmpeg (previews)"
 # Debian's chromium, driven by playwright-core from npm (below): never a browser download.
 command -v chromium >/dev/null || apt_install chromium
 # The PDF and video preview tools (tests/media_previews.rs).
-command -v pdftoppm >/dev/null || apt_install poppler-utils
+command -v pdftocairo >/dev/null || apt_install poppler-utils
 command -v ffmpeg >/dev/null || apt_install ffmpeg
 chromium --version 2>/dev/null | head -n 1
 

@@ -316,3 +316,32 @@ async fn an_upload_cut_by_storage_leaves_neither_a_row_nor_an_object() {
     assert_eq!(staged.len(), 1, "{staged:?}");
     assert_eq!(staged_rows().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_on_every_backend_is_served_and_past_the_storage_bound_answers_504() {
+    let env = env().await;
+    let (gw, client) = (&env.gw, &env.client);
+    // A slow network to all three at once: slower answers, but whole and in bounded time.
+    for relay in [&env.pg_relay, &env.s3_relay, &env.redis_relay] {
+        relay.set(Fault::Latency(Duration::from_millis(10))).await;
+    }
+    for _ in 0..3 {
+        let (status, code, whole, took) = read(client, gw).await;
+        assert!(status == 200 && whole, "slow backends: {status} {code}");
+        assert!(took < Duration::from_secs(6), "slow backends: {took:?}");
+    }
+    // Storage slower than its read bound (1 s): 504 JSON before the first byte, in time.
+    env.s3_relay
+        .set(Fault::Latency(Duration::from_millis(2500)))
+        .await;
+    for _ in 0..2 {
+        let (status, code, _, took) = read(client, gw).await;
+        assert_eq!((status, code.as_str()), (504, "storage_timeout"));
+        assert!(took < Duration::from_secs(4), "{took:?}");
+    }
+    for relay in [&env.pg_relay, &env.s3_relay, &env.redis_relay] {
+        relay.set(Fault::Pass).await;
+    }
+    let took = recovers(client, gw, Duration::from_secs(10)).await;
+    println!("backend_faults: latency: recovered in {took:?}");
+}

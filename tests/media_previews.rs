@@ -1,4 +1,4 @@
-//! Previews of PDFs and videos (SPEC §12), made by Debian's `pdftoppm` and `ffmpeg` in a
+//! Previews of PDFs and videos (SPEC §12), made by Debian's `pdftocairo` and `ffmpeg` in a
 //! confined process per job, through the real gateway: the first page of a PDF and a frame of
 //! a video (its `moov` at the end; a clip shorter than 1 s gets its first frame) as `thumb` and
 //! `preview`; and hostile sources — a PDF that never finishes rendering, "videos" that are a
@@ -133,31 +133,16 @@ async fn pdf_first_pages_and_video_frames_get_both_variants() {
     assert!(left.is_empty(), "job directories left: {left:?}");
 }
 
-/// A page painted with a tiling pattern of 0.02-point cells: 10^9 tiles, rendering never ends.
+/// A page of a million full-page strokes (18 MB): rasterizing it takes pdftocairo minutes.
 fn endless_pdf() -> Vec<u8> {
-    let content = b"/Pattern cs /P1 scn 0 0 595 842 re f".to_vec();
-    let tile = b"0 0 0.01 0.01 re f".to_vec();
+    let content = b"0 0 m 595 842 l S\n".repeat(1_000_000);
     let objects: Vec<Vec<u8>> = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] \
-           /Resources << /Pattern << /P1 5 0 R >> >> /Contents 4 0 R >>"
-            .to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>".to_vec(),
         [
             format!("<< /Length {} >>\nstream\n", content.len()).into_bytes(),
             content,
-            b"\nendstream".to_vec(),
-        ]
-        .concat(),
-        [
-            format!(
-                "<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 \
-                 /BBox [0 0 0.02 0.02] /XStep 0.02 /YStep 0.02 /Resources << >> \
-                 /Length {} >>\nstream\n",
-                tile.len()
-            )
-            .into_bytes(),
-            tile,
             b"\nendstream".to_vec(),
         ]
         .concat(),
@@ -279,7 +264,7 @@ async fn hostile_sources_end_as_no_preview_in_time_and_fetch_nothing() {
     assert!(knocked.is_empty(), "a tool fetched a URL: {knocked:?}");
     // The preview tool processes are gone (killed with their process group).
     let tools = std::process::Command::new("pgrep")
-        .args(["-f", "pdftoppm -f 1 -l 1"])
+        .args(["-f", "pdftocairo -f 1 -l 1"])
         .output()
         .unwrap();
     assert!(
@@ -298,7 +283,7 @@ fn check_config_names_a_missing_tool() {
         "[auth]\nhs_secret = \"0123456789abcdef0123456789abcdef\"\n\
          [catalog]\ndatabase_url = \"sqlite://x.db\"\n\
          [storage]\nprovider = \"fs\"\nroot = \"b\"\n\
-         [preview]\npdf = true\npdftoppm = \"/nonexistent/pdftoppm\"\n",
+         [preview]\npdf = true\npdftocairo = \"/nonexistent/pdftocairo\"\n",
     )
     .unwrap();
     let out = harness::command(dir.path(), &["check-config", "--config"], &config)
@@ -307,7 +292,7 @@ fn check_config_names_a_missing_tool() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("preview.pdf") && stderr.contains("pdftoppm"),
+        stderr.contains("preview.pdf") && stderr.contains("pdftocairo"),
         "{stderr}"
     );
 }

@@ -479,8 +479,8 @@ pub struct PreviewConfig {
     pub workers: usize,
     /// Jobs that may wait for a worker; past it a request answers `503 preview_busy`.
     pub queue: usize,
-    /// `pdftoppm` when `preview.pdf` is on (found at load time), else `None`.
-    pub pdftoppm: Option<PathBuf>,
+    /// `pdftocairo` when `preview.pdf` is on (found at load time), else `None`.
+    pub pdftocairo: Option<PathBuf>,
     /// `ffmpeg` when `preview.video` is on.
     pub ffmpeg: Option<PathBuf>,
     /// Wall-clock (and CPU-time) limit of one PDF or video job's process.

@@ -180,7 +180,7 @@ pub struct RawPreview {
     pub queue: Option<i64>,
     pub pdf: Option<bool>,
     pub video: Option<bool>,
-    pub pdftoppm: Option<std::path::PathBuf>,
+    pub pdftocairo: Option<std::path::PathBuf>,
     pub ffmpeg: Option<std::path::PathBuf>,
     pub tool_timeout_s: Option<i64>,
     pub tool_memory_mb: Option<i64>,

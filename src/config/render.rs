@@ -207,9 +207,12 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.int("max_source_bytes", preview.max_source_bytes);
     out.int("workers", preview.workers as u64);
     out.int("queue", preview.queue as u64);
-    out.bool("pdf", preview.pdftoppm.is_some());
+    out.bool("pdf", preview.pdftocairo.is_some());
     out.bool("video", preview.ffmpeg.is_some());
-    for (key, tool) in [("pdftoppm", &preview.pdftoppm), ("ffmpeg", &preview.ffmpeg)] {
+    for (key, tool) in [
+        ("pdftocairo", &preview.pdftocairo),
+        ("ffmpeg", &preview.ffmpeg),
+    ] {
         match tool {
             Some(path) => out.string(key, &path.display().to_string()),
             None => out.unset(key, "off"),

@@ -104,7 +104,7 @@ impl Previews {
     fn tool(&self, mime: &str) -> Option<(frame::Kind, PathBuf)> {
         let kind = frame::Kind::of(mime)?;
         let tool = match kind {
-            frame::Kind::Pdf => self.cfg.pdftoppm.clone(),
+            frame::Kind::Pdf => self.cfg.pdftocairo.clone(),
             frame::Kind::Video(_) => self.cfg.ffmpeg.clone(),
         }?;
         Some((kind, tool))

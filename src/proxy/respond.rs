@@ -27,13 +27,19 @@ pub fn header(status: u16, pairs: &[(&'static str, &str)]) -> Result<ResponseHea
     Ok(resp)
 }
 
+/// A refused request's unread body is read and dropped up to this size (and time), so that a
+/// client still sending a small one reads the answer instead of a reset (closing with unread
+/// data makes the kernel send RST, which can discard the answer before the client reads it).
+const DRAIN_BYTES: usize = 256 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Answer `err` as `{"error": code}` JSON with `no-store`. Returns the status written.
 ///
 /// A request body not read by then (a refused upload, as large as its client declares) is
-/// never drained: the answer says `Connection: close` and the connection ends with it.
-/// Pingora does this by default too; saying it here keeps it true whatever its defaults become.
+/// never drained past `DRAIN_BYTES`/`DRAIN_TIME`: a larger one gets `Connection: close` and
+/// the connection ends with the answer.
 pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) -> Result<u16> {
-    if !session.is_body_done() {
+    if !session.is_body_done() && !drain_small_body(session).await {
         session.set_keepalive(None);
     }
     let status = err.status();
@@ -131,4 +137,36 @@ pub fn plain_response(status: u16, content_type: &str, body: Vec<u8>) -> http::R
         .header("content-length", body.len())
         .body(body)
         .expect("static response parts are valid")
+}
+
+/// Read and drop what is left of a small request body; `false` when it is (or says it is)
+/// larger than `DRAIN_BYTES`, does not arrive within `DRAIN_TIME`, or waits for a
+/// `100 Continue` that a refusal never sends.
+async fn drain_small_body(session: &mut Session) -> bool {
+    let headers = &session.req_header().headers;
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let expects_continue = headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || declared.is_none_or(|n| n > DRAIN_BYTES as u64) {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut read = 0;
+    while !session.is_body_done() {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => {
+                read += chunk.len();
+                if read > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            Ok(Ok(None)) => return true,
+            _ => return false,
+        }
+    }
+    true
 }

@@ -1,5 +1,6 @@
 //! A protocol-blind TCP relay in front of any backend (PostgreSQL, Redis, S3): counts the bytes
-//! the gateway sends through it and can turn into a fault (refuse, black hole) on demand. Unlike
+//! the gateway sends through it and can turn into a fault (refuse, black hole, a reset
+//! mid-answer, latency) on demand. Unlike
 //! `tap`, it parses nothing, so it works for any wire protocol.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,8 @@ pub enum Fault {
     BlackHole,
     /// Relay, but reset both sides once this many bytes came back from the backend.
     CutAfter(u64),
+    /// Relay, holding every chunk in either direction this long first: a slow network.
+    Latency(Duration),
 }
 
 pub struct TcpFault {
@@ -87,8 +90,12 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return;
         }
-        Fault::Pass | Fault::CutAfter(_) => {}
+        Fault::Pass | Fault::CutAfter(_) | Fault::Latency(_) => {}
     }
+    let delay = match fault {
+        Fault::Latency(d) => d,
+        _ => Duration::ZERO,
+    };
     let limit = match fault {
         Fault::CutAfter(n) => n,
         _ => u64::MAX,
@@ -106,6 +113,7 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
                 Ok(n) => n,
             };
             sent.fetch_add(n as u64, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
             if sw.write_all(&chunk[..n]).await.is_err() {
                 break;
             }
@@ -120,6 +128,7 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
                 Ok(n) => n,
             };
             let n = n.min((limit - relayed) as usize);
+            tokio::time::sleep(delay).await;
             if cw.write_all(&chunk[..n]).await.is_err() {
                 break;
             }

@@ -40,11 +40,11 @@ pub(super) fn section(raw: RawPreview, c: &mut Checker) -> PreviewConfig {
         }
         found
     };
-    let pdftoppm = tool(
+    let pdftocairo = tool(
         "preview.pdf",
         raw.pdf,
-        raw.pdftoppm,
-        "pdftoppm",
+        raw.pdftocairo,
+        "pdftocairo",
         "poppler-utils",
     );
     let ffmpeg = tool("preview.video", raw.video, raw.ffmpeg, "ffmpeg", "ffmpeg");
@@ -68,7 +68,7 @@ pub(super) fn section(raw: RawPreview, c: &mut Checker) -> PreviewConfig {
         ),
         workers: workers as usize,
         queue: c.int("preview.queue", raw.queue, 256, 0, 1 << 16) as usize,
-        pdftoppm,
+        pdftocairo,
         ffmpeg,
         tool_timeout: Duration::from_secs(c.int(
             "preview.tool_timeout_s",
