@@ -66,6 +66,8 @@ pub trait Catalog: Send + Sync {
     /// Forget anything cached about `attachment_id`; writers (commit, discard, cleanup) call it
     /// after changing the row. A catalog without a cache has nothing to do.
     async fn invalidate(&self, _attachment_id: &str) {}
+    /// Forget everything cached: deletes made elsewhere may have been missed (`broadcast`).
+    fn invalidate_all(&self) {}
     /// What `find_linked` would answer from the in-process cache alone, without I/O: the
     /// request path asks this on its own thread before hopping to the I/O runtime. `None`
     /// when not cached (a miss is counted by the lookup that follows, not here).
@@ -105,6 +107,9 @@ pub trait Catalog: Send + Sync {
     /// Link every row of `link` in one transaction: `Ok(false)` (and nothing changed) when any
     /// of them is no longer a staged row of `link.user_id`.
     async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError>;
+    /// Delete the rows of `ids` in any status (the app's delete, SPEC §4), with their preview
+    /// rows; the deleted rows, for their objects. Missing ids are simply absent.
+    async fn delete_many(&self, ids: &[String]) -> Result<Vec<ClaimedRow>, CatalogError>;
     /// Delete (claim) up to `limit` staged rows created before `cutoff`, returning them.
     async fn claim_expired_staged(
         &self,
