@@ -16,7 +16,7 @@ use crate::limits::Limiter;
 use crate::preview::Previews;
 use crate::proxy::admin::AdminApp;
 use crate::proxy::Gateway;
-use crate::{catalog, io_runtime, listener, storage, upgrade};
+use crate::{broadcast, catalog, io_runtime, listener, storage, upgrade};
 
 /// How long Pingora waits for the last connections after the grace period.
 const SHUTDOWN_TIMEOUT_S: u64 = 5;
@@ -64,6 +64,17 @@ pub fn run_with(
     server.bootstrap();
     upgrade::write_pid_file(&config.server.pid_file)?;
 
+    let previews = Arc::new(Previews::new(
+        catalog.clone(),
+        storage.clone(),
+        config.preview.clone(),
+    ));
+    let caches = crate::erase::Caches {
+        catalog: catalog.clone(),
+        storage: storage.clone(),
+        previews: previews.clone(),
+    };
+    let publisher = deletes_across_instances(&config, &caches)?;
     let gateway = Gateway {
         config: config.clone(),
         authn,
@@ -71,11 +82,7 @@ pub fn run_with(
         storage: storage.clone(),
         app_addr,
         limiter: limiter.clone(),
-        previews: Arc::new(Previews::new(
-            catalog.clone(),
-            storage.clone(),
-            config.preview.clone(),
-        )),
+        previews,
     };
     let mut proxy = Service::new(
         "attachment-gateway".to_string(),
@@ -91,6 +98,11 @@ pub fn run_with(
             committer: crate::proxy::commit::Committer {
                 catalog: catalog.clone(),
                 storage: storage.clone(),
+                service_token: config.internal.service_token.clone(),
+            },
+            eraser: crate::proxy::erase::Eraser {
+                caches,
+                publisher,
                 service_token: config.internal.service_token.clone(),
             },
             catalog: catalog.clone(),
@@ -118,6 +130,35 @@ pub fn run_with(
         "serving"
     );
     server.run_forever();
+}
+
+/// With Redis configured, every instance hears of every delete (`broadcast`): subscribe on the
+/// I/O runtime for the life of the process, and return the publisher the delete endpoint
+/// uses. Without Redis, `None`: other instances' staleness is bounded by their cache TTLs.
+fn deletes_across_instances(
+    config: &Config,
+    caches: &crate::erase::Caches,
+) -> anyhow::Result<Option<Arc<broadcast::Publisher>>> {
+    let Some(url) = config.limits.redis_url.as_ref() else {
+        return Ok(None);
+    };
+    let publisher = broadcast::Publisher::new(url.expose()).context("limits.redis_url")?;
+    let (url, caches) = (url.expose().to_owned(), caches.clone());
+    io_runtime::runtime().spawn(async move {
+        let receive = |event| {
+            let caches = caches.clone();
+            async move {
+                match event {
+                    broadcast::Event::Subscribed => caches.forget_all(),
+                    broadcast::Event::Deleted(ids) => caches.forget(&ids).await,
+                }
+            }
+        };
+        if let Err(e) = broadcast::subscribe(&url, receive).await {
+            tracing::error!(error = %e, "delete broadcast: bad redis url");
+        }
+    });
+    Ok(Some(Arc::new(publisher)))
 }
 
 /// Resolve the app's address once, at start.

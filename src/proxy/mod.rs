@@ -23,6 +23,7 @@ pub mod admin;
 mod client_ip;
 pub mod commit;
 pub mod ctx;
+pub mod erase;
 mod forward;
 mod offload;
 pub(crate) mod read;
