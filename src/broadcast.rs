@@ -14,6 +14,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+use crate::limits::redis::client;
+
 /// The channel every instance of one deployment publishes on and listens to.
 pub const CHANNEL: &str = "attachment-gateway:deleted";
 
@@ -49,9 +51,9 @@ pub struct Publisher {
 
 impl Publisher {
     /// Parse the URL; nothing connects until the first publish.
-    pub fn new(url: &str) -> redis::RedisResult<Self> {
+    pub fn new(url: &str, ca_pem: Option<&str>) -> redis::RedisResult<Self> {
         Ok(Publisher {
-            client: redis::Client::open(url)?,
+            client: client(url, ca_pem)?,
             conn: OnceCell::new(),
         })
     }
@@ -80,12 +82,16 @@ impl Publisher {
 
 /// Listen on `CHANNEL` for the life of the process, reconnecting with backoff, and hand each
 /// event to `receive`. Must be spawned on the I/O runtime.
-pub async fn subscribe<F, Fut>(url: &str, receive: F) -> redis::RedisResult<()>
+pub async fn subscribe<F, Fut>(
+    url: &str,
+    ca_pem: Option<&str>,
+    receive: F,
+) -> redis::RedisResult<()>
 where
     F: Fn(Event) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let client = redis::Client::open(url)?;
+    let client = client(url, ca_pem)?;
     let mut retry = RETRY_FIRST;
     loop {
         match listen(&client, &receive).await {

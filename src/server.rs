@@ -142,7 +142,9 @@ fn deletes_across_instances(
     let Some(url) = config.limits.redis_url.as_ref() else {
         return Ok(None);
     };
-    let publisher = broadcast::Publisher::new(url.expose()).context("limits.redis_url")?;
+    let ca = config.limits.redis_ca.as_ref().map(|ca| ca.pem.clone());
+    let publisher =
+        broadcast::Publisher::new(url.expose(), ca.as_deref()).context("limits.redis_url")?;
     let (url, caches) = (url.expose().to_owned(), caches.clone());
     io_runtime::runtime().spawn(async move {
         let receive = |event| {
@@ -154,7 +156,7 @@ fn deletes_across_instances(
                 }
             }
         };
-        if let Err(e) = broadcast::subscribe(&url, receive).await {
+        if let Err(e) = broadcast::subscribe(&url, ca.as_deref(), receive).await {
             tracing::error!(error = %e, "delete broadcast: bad redis url");
         }
     });

@@ -141,6 +141,7 @@ pub struct RawLimits {
     pub redis_url: Option<Secret>,
     pub redis_url_env: Option<String>,
     pub redis_url_file: Option<PathBuf>,
+    pub redis_ca_file: Option<PathBuf>,
     pub user_per_minute: Option<i64>,
     pub ip_per_minute: Option<i64>,
     pub burst: Option<i64>,

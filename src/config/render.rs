@@ -141,6 +141,10 @@ pub fn render_redacted(cfg: &Config) -> String {
         Some(url) => out.string("redis_url", &redact_url(url.expose())),
         None => out.unset("redis_url", "in-process limits"),
     }
+    out.path(
+        "redis_ca_file",
+        limits.redis_ca.as_ref().map(|ca| ca.file.as_path()),
+    );
     out.int("user_per_minute", limits.user_per_minute.into());
     out.int("ip_per_minute", limits.ip_per_minute.into());
     out.int("burst", limits.burst.into());

@@ -129,7 +129,8 @@ impl Limiter {
         let ip = Quota::per_minute(cfg.ip_per_minute, cfg.burst);
         let redis = match &cfg.redis_url {
             Some(url) => {
-                let redis = RedisLimiter::new(url.expose(), cfg.redis_timeout, cfg.lease_ttl)
+                let ca = cfg.redis_ca.as_ref().map(|ca| ca.pem.as_str());
+                let redis = RedisLimiter::new(url.expose(), ca, cfg.redis_timeout, cfg.lease_ttl)
                     .map_err(|e| anyhow::anyhow!("limits.redis_url: {:?}", e.kind()))?;
                 let redis = Arc::new(redis);
                 io_runtime::runtime().spawn(redis.clone().connect_forever());
@@ -417,6 +418,7 @@ mod tests {
     fn config(burst: u32, max: u32) -> LimitsConfig {
         LimitsConfig {
             redis_url: None,
+            redis_ca: None,
             user_per_minute: 60,
             ip_per_minute: 60,
             burst,

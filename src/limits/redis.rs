@@ -98,6 +98,22 @@ pub enum RedisTrouble {
     BadReply,
 }
 
+/// A client for `url`: `redis://` plain, `rediss://` over rustls, verified against `ca_pem`
+/// (`limits.redis_ca_file`) when given and the system's roots otherwise. The broadcast of
+/// deletes uses the same, so both reach Redis the same way.
+pub fn client(url: &str, ca_pem: Option<&str>) -> redis::RedisResult<redis::Client> {
+    match ca_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.as_bytes().to_vec()),
+            },
+        ),
+        None => redis::Client::open(url),
+    }
+}
+
 /// One request's keys and quotas.
 pub struct CheckArgs<'a> {
     pub user_key: &'a str,
@@ -121,9 +137,14 @@ pub struct RedisLimiter {
 
 impl RedisLimiter {
     /// Parse the URL; the connection is made in the background on the I/O runtime.
-    pub fn new(url: &str, timeout: Duration, lease_ttl: Duration) -> redis::RedisResult<Self> {
+    pub fn new(
+        url: &str,
+        ca_pem: Option<&str>,
+        timeout: Duration,
+        lease_ttl: Duration,
+    ) -> redis::RedisResult<Self> {
         Ok(RedisLimiter {
-            client: redis::Client::open(url)?,
+            client: client(url, ca_pem)?,
             conn: OnceLock::new(),
             timeout,
             lease_ttl,

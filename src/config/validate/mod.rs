@@ -413,8 +413,11 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
         raw.redis_url_file,
     );
     if let Some(url) = &redis_url {
+        // The client's own parser decides, so that a URL this binary cannot use (a TLS
+        // scheme without TLS support built in, say) fails here and not at start.
         let scheme_ok = url::Url::parse(url.expose())
-            .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"));
+            .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
+            && redis::IntoConnectionInfo::into_connection_info(url.expose()).is_ok();
         if !scheme_ok {
             // The URL may carry a password: describe it, never echo it.
             c.problem(
@@ -423,6 +426,9 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             );
         }
     }
+    let redis_ca = raw
+        .redis_ca_file
+        .and_then(|file| redis_ca(c, file, redis_url.as_ref()));
     let on_error = [
         ("local", OnRedisError::Local),
         ("allow", OnRedisError::Allow),
@@ -430,6 +436,7 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
     ];
     LimitsConfig {
         redis_url,
+        redis_ca,
         user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 600),
         ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 1200),
         burst: c.u32("limits.burst", raw.burst, 200),
@@ -465,6 +472,30 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             30,
             1,
         ),
+    }
+}
+
+/// `limits.redis_ca_file`: readable, at least one PEM certificate, and only beside a
+/// `rediss://` URL (over plain TCP it would be silently ignored).
+fn redis_ca(c: &mut Checker, file: PathBuf, url: Option<&Secret>) -> Option<RedisCa> {
+    const KEY: &str = "limits.redis_ca_file";
+    let tls = url.is_some_and(|u| u.expose().starts_with("rediss://"));
+    if !tls {
+        c.problem(KEY, "applies only to a rediss:// limits.redis_url");
+        return None;
+    }
+    let pem = c.read_file(KEY, &file)?;
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Some(RedisCa {
+            file: c.path(&file),
+            pem,
+        }),
+        _ => {
+            c.problem(KEY, format!("{file:?} holds no PEM certificate"));
+            None
+        }
     }
 }
 
