@@ -9,6 +9,7 @@
 //! (`catalog.cache_ttl_s`, the memory cache's ten minutes, five for found previews).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -43,28 +44,35 @@ pub enum Event {
     Deleted(Vec<String>),
 }
 
-/// The publishing side: one connection, made on first use and re-made by the manager.
+/// The publishing side: one connection per node, made on first use and re-made by its
+/// manager. With several nodes (a cluster's seeds: Redis Cluster passes a `PUBLISH` on any node
+/// to the subscribers of every node), a failed publish moves the next one to the next node.
 pub struct Publisher {
-    client: redis::Client,
-    conn: OnceCell<redis::aio::ConnectionManager>,
+    nodes: Vec<(redis::Client, OnceCell<redis::aio::ConnectionManager>)>,
+    current: AtomicUsize,
 }
 
 impl Publisher {
-    /// Parse the URL; nothing connects until the first publish.
-    pub fn new(url: &str, ca_pem: Option<&str>) -> redis::RedisResult<Self> {
+    /// Parse the URLs (at least one); nothing connects until the first publish.
+    pub fn new(urls: &[&str], ca_pem: Option<&str>) -> redis::RedisResult<Self> {
+        let nodes = urls
+            .iter()
+            .map(|url| Ok((client(url, ca_pem)?, OnceCell::new())))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
         Ok(Publisher {
-            client: client(url, ca_pem)?,
-            conn: OnceCell::new(),
+            nodes,
+            current: AtomicUsize::new(0),
         })
     }
 
     /// Tell every subscribed instance that `ids` are gone. Must run on the I/O runtime.
     pub async fn publish(&self, ids: &[String]) -> Result<(), BroadcastError> {
+        let at = self.current.load(Ordering::Relaxed) % self.nodes.len().max(1);
+        let (client, conn) = self.nodes.get(at).ok_or(BroadcastError::Timeout)?;
         let payload = encode(ids);
         let send = async {
-            let conn = self
-                .conn
-                .get_or_try_init(|| self.client.get_connection_manager())
+            let conn = conn
+                .get_or_try_init(|| client.get_connection_manager())
                 .await?;
             let mut conn = conn.clone();
             redis::cmd("PUBLISH")
@@ -74,16 +82,21 @@ impl Publisher {
                 .await?;
             Ok(())
         };
-        tokio::time::timeout(TIMEOUT, send)
+        let sent = tokio::time::timeout(TIMEOUT, send)
             .await
-            .unwrap_or(Err(BroadcastError::Timeout))
+            .unwrap_or(Err(BroadcastError::Timeout));
+        if sent.is_err() {
+            self.current.store(at + 1, Ordering::Relaxed);
+        }
+        sent
     }
 }
 
 /// Listen on `CHANNEL` for the life of the process, reconnecting with backoff, and hand each
 /// event to `receive`. Must be spawned on the I/O runtime.
+/// With several URLs (a cluster's seed nodes) each attempt takes the next one.
 pub async fn subscribe<F, Fut>(
-    url: &str,
+    urls: &[String],
     ca_pem: Option<&str>,
     receive: F,
 ) -> redis::RedisResult<()>
@@ -91,10 +104,13 @@ where
     F: Fn(Event) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let client = client(url, ca_pem)?;
+    let clients = urls
+        .iter()
+        .map(|url| client(url, ca_pem))
+        .collect::<redis::RedisResult<Vec<_>>>()?;
     let mut retry = RETRY_FIRST;
-    loop {
-        match listen(&client, &receive).await {
+    for client in clients.iter().cycle() {
+        match listen(client, &receive).await {
             Ok(()) => {
                 tracing::warn!("delete broadcast: subscription ended, reconnecting");
                 retry = RETRY_FIRST;
@@ -104,6 +120,7 @@ where
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(RETRY_MAX);
     }
+    Ok(())
 }
 
 /// One subscription, until its connection ends.

@@ -139,13 +139,22 @@ fn deletes_across_instances(
     config: &Config,
     caches: &crate::erase::Caches,
 ) -> anyhow::Result<Option<Arc<broadcast::Publisher>>> {
-    let Some(url) = config.limits.redis_url.as_ref() else {
-        return Ok(None);
+    let limits = &config.limits;
+    let urls: Vec<String> = match &limits.redis_url {
+        Some(url) => vec![url.expose().to_owned()],
+        None => limits
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| n.expose().to_owned())
+            .collect(),
     };
-    let ca = config.limits.redis_ca.as_ref().map(|ca| ca.pem.clone());
-    let publisher =
-        broadcast::Publisher::new(url.expose(), ca.as_deref()).context("limits.redis_url")?;
-    let (url, caches) = (url.expose().to_owned(), caches.clone());
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let ca = limits.redis_ca.as_ref().map(|ca| ca.pem.clone());
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let publisher = broadcast::Publisher::new(&refs, ca.as_deref()).context("limits.redis_url")?;
+    let caches = caches.clone();
     io_runtime::runtime().spawn(async move {
         let receive = |event| {
             let caches = caches.clone();
@@ -156,7 +165,7 @@ fn deletes_across_instances(
                 }
             }
         };
-        if let Err(e) = broadcast::subscribe(&url, ca.as_deref(), receive).await {
+        if let Err(e) = broadcast::subscribe(&urls, ca.as_deref(), receive).await {
             tracing::error!(error = %e, "delete broadcast: bad redis url");
         }
     });

@@ -399,6 +399,8 @@ pub enum OnRedisError {
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub redis_url: Option<Secret>,
+    /// `limits.redis_cluster_nodes`: seed nodes of a Redis Cluster, instead of `redis_url`.
+    pub redis_cluster_nodes: Vec<Secret>,
     /// `limits.redis_ca_file`: the private CA a `rediss://` server's certificate chains to,
     /// instead of the system's roots.
     pub redis_ca: Option<RedisCa>,
