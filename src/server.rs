@@ -17,7 +17,7 @@ use crate::preview::Previews;
 use crate::proxy::admin::AdminApp;
 use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
-use crate::{catalog, io_runtime, listener, storage, upgrade};
+use crate::{broadcast, catalog, io_runtime, listener, storage, upgrade};
 
 /// How long Pingora waits for the last connections after the grace period.
 const SHUTDOWN_TIMEOUT_S: u64 = 5;
@@ -65,6 +65,17 @@ pub fn run_with(
     server.bootstrap();
     upgrade::write_pid_file(&config.server.pid_file)?;
 
+    let previews = Arc::new(Previews::new(
+        catalog.clone(),
+        storage.clone(),
+        config.preview.clone(),
+    ));
+    let caches = crate::erase::Caches {
+        catalog: catalog.clone(),
+        storage: storage.clone(),
+        previews: previews.clone(),
+    };
+    let publisher = deletes_across_instances(&config, &caches)?;
     let gateway = Gateway {
         config: config.clone(),
         authn,
@@ -72,11 +83,7 @@ pub fn run_with(
         storage: storage.clone(),
         app_addr,
         limiter: limiter.clone(),
-        previews: Arc::new(Previews::new(
-            catalog.clone(),
-            storage.clone(),
-            config.preview.clone(),
-        )),
+        previews,
     };
     let mut proxy = Service::new(
         "attachment-gateway".to_string(),
@@ -95,6 +102,11 @@ pub fn run_with(
             committer: crate::proxy::commit::Committer {
                 catalog: catalog.clone(),
                 storage: storage.clone(),
+                service_token: config.internal.service_token.clone(),
+            },
+            eraser: crate::proxy::erase::Eraser {
+                caches,
+                publisher,
                 service_token: config.internal.service_token.clone(),
             },
             catalog: catalog.clone(),
@@ -122,6 +134,46 @@ pub fn run_with(
         "serving"
     );
     server.run_forever();
+}
+
+/// With Redis configured, every instance hears of every delete (`broadcast`): subscribe on the
+/// I/O runtime for the life of the process, and return the publisher the delete endpoint
+/// uses. Without Redis, `None`: other instances' staleness is bounded by their cache TTLs.
+fn deletes_across_instances(
+    config: &Config,
+    caches: &crate::erase::Caches,
+) -> anyhow::Result<Option<Arc<broadcast::Publisher>>> {
+    let limits = &config.limits;
+    let urls: Vec<String> = match &limits.redis_url {
+        Some(url) => vec![url.expose().to_owned()],
+        None => limits
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| n.expose().to_owned())
+            .collect(),
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let ca = limits.redis_ca.as_ref().map(|ca| ca.pem.clone());
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let publisher = broadcast::Publisher::new(&refs, ca.as_deref()).context("limits.redis_url")?;
+    let caches = caches.clone();
+    io_runtime::runtime().spawn(async move {
+        let receive = |event| {
+            let caches = caches.clone();
+            async move {
+                match event {
+                    broadcast::Event::Subscribed => caches.forget_all(),
+                    broadcast::Event::Deleted(ids) => caches.forget(&ids).await,
+                }
+            }
+        };
+        if let Err(e) = broadcast::subscribe(&urls, ca.as_deref(), receive).await {
+            tracing::error!(error = %e, "delete broadcast: bad redis url");
+        }
+    });
+    Ok(Some(Arc::new(publisher)))
 }
 
 /// Resolve the app's address once, at start.

@@ -199,6 +199,12 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         self.inner.invalidate(attachment_id).await;
     }
 
+    fn invalidate_all(&self) {
+        self.absent.forget_all();
+        self.rows.invalidate_all();
+        self.inner.invalidate_all();
+    }
+
     fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<Option<AttachmentRow>> {
         self.peek(attachment_id, Lookup::Linked { dialog_id })
     }
@@ -254,6 +260,16 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
             self.forget(id);
         }
         Ok(linked)
+    }
+
+    async fn delete_many(&self, ids: &[String]) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let deleted = self.inner.delete_many(ids).await;
+        // Dropped whatever the outcome: a statement that failed midway may still have
+        // deleted some of them.
+        for id in ids {
+            self.rows.invalidate(id);
+        }
+        deleted
     }
 
     async fn claim_expired_staged(

@@ -67,6 +67,8 @@ pub trait Catalog: Send + Sync {
     /// Forget anything cached about `attachment_id`; writers (commit, discard, cleanup) call it
     /// after changing the row. A catalog without a cache has nothing to do.
     async fn invalidate(&self, _attachment_id: &str) {}
+    /// Forget everything cached: deletes made elsewhere may have been missed (`broadcast`).
+    fn invalidate_all(&self) {}
     /// What `find_linked` would answer, when the in-process cache alone knows it (a row, or
     /// `Some(None)` for a remembered miss), without I/O: the request path asks this on its
     /// own thread before hopping to the I/O runtime. `None` when the cache does not know (a
@@ -107,6 +109,9 @@ pub trait Catalog: Send + Sync {
     /// Link every row of `link` in one transaction: `Ok(false)` (and nothing changed) when any
     /// of them is no longer a staged row of `link.user_id`.
     async fn link(&self, link: &LinkRequest) -> Result<bool, CatalogError>;
+    /// Delete the rows of `ids` in any status (the app's delete, SPEC §4), with their preview
+    /// rows; the deleted rows, for their objects. Missing ids are simply absent.
+    async fn delete_many(&self, ids: &[String]) -> Result<Vec<ClaimedRow>, CatalogError>;
     /// Delete (claim) up to `limit` staged rows created before `cutoff`, returning them.
     async fn claim_expired_staged(
         &self,

@@ -325,6 +325,25 @@ where
         Ok(true)
     }
 
+    async fn delete_many(&self, ids: &[String]) -> Result<Vec<ClaimedRow>, CatalogError> {
+        let mut deleted = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(staging::MAX_IDS_PER_QUERY) {
+            let text = staging::sql(D::PLACEHOLDER).delete_many(D::PLACEHOLDER, chunk.len());
+            let mut q = sqlx::query(&text);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                deleted.push(ClaimedRow {
+                    id: r.try_get("id")?,
+                    storage_path: r.try_get("storage_path")?,
+                    dialog_id: r.try_get("dialog_id")?,
+                });
+            }
+        }
+        Ok(deleted)
+    }
+
     async fn claim_expired_staged(
         &self,
         cutoff: DateTime<Utc>,

@@ -139,6 +139,16 @@ impl StagingSql {
         )
     }
 
+    /// Delete the rows of `n` ids in any status (binds: the ids), returning what their
+    /// objects' removal needs. Preview rows go with them by the foreign key's cascade.
+    pub fn delete_many(&self, p: Placeholder, n: usize) -> String {
+        format!(
+            "DELETE FROM \"ChatAttachment\" WHERE \"id\" IN ({}) \
+             RETURNING \"id\" AS id, \"storagePath\" AS storage_path, \"dialogId\" AS dialog_id",
+            list(p, 1, n)
+        )
+    }
+
     /// Record the commit's target dialog on staged rows of the user (binds: dialog, user,
     /// then `n` ids).
     pub fn mark_commit_target(&self, p: Placeholder, n: usize) -> String {

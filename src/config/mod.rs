@@ -409,6 +409,11 @@ pub enum OnRedisError {
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub redis_url: Option<Secret>,
+    /// `limits.redis_cluster_nodes`: seed nodes of a Redis Cluster, instead of `redis_url`.
+    pub redis_cluster_nodes: Vec<Secret>,
+    /// `limits.redis_ca_file`: the private CA a `rediss://` server's certificate chains to,
+    /// instead of the system's roots.
+    pub redis_ca: Option<RedisCa>,
     pub user_per_minute: u32,
     pub ip_per_minute: u32,
     pub burst: u32,
@@ -423,6 +428,14 @@ pub struct LimitsConfig {
     pub lease_ttl: Duration,
     /// A client that reads nothing for this long is cut off (and frees its slot).
     pub write_idle_timeout: Duration,
+}
+
+/// A CA file read and checked at load time, so that `check-config` sees what `run` will use.
+#[derive(Debug, Clone)]
+pub struct RedisCa {
+    pub file: PathBuf,
+    /// The PEM text: at least one certificate.
+    pub pem: String,
 }
 
 #[derive(Debug, Clone)]

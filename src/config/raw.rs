@@ -145,6 +145,8 @@ pub struct RawLimits {
     pub redis_url: Option<Secret>,
     pub redis_url_env: Option<String>,
     pub redis_url_file: Option<PathBuf>,
+    pub redis_ca_file: Option<PathBuf>,
+    pub redis_cluster_nodes: Option<Vec<Secret>>,
     pub user_per_minute: Option<i64>,
     pub ip_per_minute: Option<i64>,
     pub burst: Option<i64>,
@@ -209,6 +211,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "storage.secret_access_key",
     "storage.service_key",
     "limits.redis_url",
+    "limits.redis_cluster_nodes",
     "internal.service_token",
 ];
 

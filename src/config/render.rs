@@ -145,6 +145,18 @@ pub fn render_redacted(cfg: &Config) -> String {
         Some(url) => out.string("redis_url", &redact_url(url.expose())),
         None => out.unset("redis_url", "in-process limits"),
     }
+    if !limits.redis_cluster_nodes.is_empty() {
+        let nodes: Vec<String> = limits
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| redact_url(n.expose()))
+            .collect();
+        out.strings("redis_cluster_nodes", &nodes);
+    }
+    out.path(
+        "redis_ca_file",
+        limits.redis_ca.as_ref().map(|ca| ca.file.as_path()),
+    );
     out.int("user_per_minute", limits.user_per_minute.into());
     out.int("ip_per_minute", limits.ip_per_minute.into());
     out.int("burst", limits.burst.into());

@@ -888,3 +888,24 @@ fn s3_server_side_encryption() {
         "storage.sse_kms_key_id: only used with storage.sse = \"aws:kms\"",
     );
 }
+
+#[test]
+fn redis_cluster_nodes_are_checked() {
+    let problems = errors(
+        r#"
+[auth]
+hs_secret = "0123456789abcdef0123456789abcdef"
+[limits]
+redis_url = "redis://127.0.0.1:6379/0"
+redis_cluster_nodes = ["redis://127.0.0.1:7000", "http://127.0.0.1:7001"]
+redis_ca_file = "missing.pem"
+"#,
+    );
+    for expected in [
+        "limits.redis_cluster_nodes[1]:",
+        "limits.redis_cluster_nodes:",
+        "limits.redis_ca_file:",
+    ] {
+        assert_has(&problems, expected);
+    }
+}

@@ -127,9 +127,18 @@ impl Limiter {
     pub fn new(cfg: &LimitsConfig) -> anyhow::Result<Limiter> {
         let user = Quota::per_minute(cfg.user_per_minute, cfg.burst);
         let ip = Quota::per_minute(cfg.ip_per_minute, cfg.burst);
+        let ca = cfg.redis_ca.as_ref().map(|ca| ca.pem.as_str());
+        let nodes: Vec<&str> = cfg.redis_cluster_nodes.iter().map(|n| n.expose()).collect();
         let redis = match &cfg.redis_url {
+            _ if !nodes.is_empty() => {
+                let redis = RedisLimiter::new_cluster(&nodes, ca, cfg.redis_timeout, cfg.lease_ttl)
+                    .map_err(|e| anyhow::anyhow!("limits.redis_cluster_nodes: {:?}", e.kind()))?;
+                let redis = Arc::new(redis);
+                io_runtime::runtime().spawn(redis.clone().connect_forever());
+                Some(redis)
+            }
             Some(url) => {
-                let redis = RedisLimiter::new(url.expose(), cfg.redis_timeout, cfg.lease_ttl)
+                let redis = RedisLimiter::new(url.expose(), ca, cfg.redis_timeout, cfg.lease_ttl)
                     .map_err(|e| anyhow::anyhow!("limits.redis_url: {:?}", e.kind()))?;
                 let redis = Arc::new(redis);
                 io_runtime::runtime().spawn(redis.clone().connect_forever());
@@ -417,6 +426,8 @@ mod tests {
     fn config(burst: u32, max: u32) -> LimitsConfig {
         LimitsConfig {
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
+            redis_ca: None,
             user_per_minute: 60,
             ip_per_minute: 60,
             burst,

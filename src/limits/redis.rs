@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::gcra::Quota;
 use super::Scope;
@@ -44,6 +46,23 @@ if not i_ok then return {0, 2, i_a, i_b} end
 redis.call('SET', KEYS[1], u_a, 'PX', u_b)
 redis.call('SET', KEYS[2], i_a, 'PX', i_b)
 return {1, u_rem, u_b}
+";
+
+/// GCRA for one key (the same function as `CHECK`): what a Redis Cluster runs, since a
+/// script may only touch keys of one hash slot; the user's and the IP's checks are two of
+/// these, sent at once. Returns `{1, remaining, reset_ms}` or `{0, retry_ms, reset_ms}`.
+const CHECK_ONE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local emission, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + emission
+local ahead = new_tat - now
+local tolerance = emission * burst
+if ahead > tolerance then return {0, ahead - tolerance, tat - now} end
+redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
+return {1, math.floor((tolerance - ahead) / emission), ahead}
 ";
 
 /// Take one of the user's download slots: expired leases (of crashed instances) are dropped
@@ -98,6 +117,22 @@ pub enum RedisTrouble {
     BadReply,
 }
 
+/// A client for `url`: `redis://` plain, `rediss://` over rustls, verified against `ca_pem`
+/// (`limits.redis_ca_file`) when given and the system's roots otherwise. The broadcast of
+/// deletes uses the same, so both reach Redis the same way.
+pub fn client(url: &str, ca_pem: Option<&str>) -> redis::RedisResult<redis::Client> {
+    match ca_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.as_bytes().to_vec()),
+            },
+        ),
+        None => redis::Client::open(url),
+    }
+}
+
 /// One request's keys and quotas.
 pub struct CheckArgs<'a> {
     pub user_key: &'a str,
@@ -106,12 +141,55 @@ pub struct CheckArgs<'a> {
     pub ip: Quota,
 }
 
+/// Where the limiter's Redis is: one server, or a cluster reached through seed nodes.
+enum Backend {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A connection to either: the cluster client follows `MOVED`/`ASK` and failovers itself,
+/// and `Script::invoke_async` loads a script again after `NOSCRIPT` (a promoted replica).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisLimiter {
-    client: redis::Client,
-    conn: OnceLock<ConnectionManager>,
+    backend: Backend,
+    conn: OnceLock<Conn>,
     timeout: Duration,
     lease_ttl: Duration,
     check: Script,
+    check_one: Script,
     lease: Script,
     renew: Script,
     epoch: Instant,
@@ -121,13 +199,47 @@ pub struct RedisLimiter {
 
 impl RedisLimiter {
     /// Parse the URL; the connection is made in the background on the I/O runtime.
-    pub fn new(url: &str, timeout: Duration, lease_ttl: Duration) -> redis::RedisResult<Self> {
+    pub fn new(
+        url: &str,
+        ca_pem: Option<&str>,
+        timeout: Duration,
+        lease_ttl: Duration,
+    ) -> redis::RedisResult<Self> {
+        Self::with_backend(Backend::Single(client(url, ca_pem)?), timeout, lease_ttl)
+    }
+
+    /// A cluster through its seed nodes; connected in the background like `new`.
+    pub fn new_cluster(
+        nodes: &[&str],
+        ca_pem: Option<&str>,
+        timeout: Duration,
+        lease_ttl: Duration,
+    ) -> redis::RedisResult<Self> {
+        let mut builder = ClusterClient::builder(nodes.to_vec())
+            .connection_timeout(timeout.max(Duration::from_millis(250)))
+            .response_timeout(timeout)
+            .retries(2);
+        if let Some(pem) = ca_pem {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.as_bytes().to_vec()),
+            });
+        }
+        Self::with_backend(Backend::Cluster(builder.build()?), timeout, lease_ttl)
+    }
+
+    fn with_backend(
+        backend: Backend,
+        timeout: Duration,
+        lease_ttl: Duration,
+    ) -> redis::RedisResult<Self> {
         Ok(RedisLimiter {
-            client: redis::Client::open(url)?,
+            backend,
             conn: OnceLock::new(),
             timeout,
             lease_ttl,
             check: Script::new(CHECK),
+            check_one: Script::new(CHECK_ONE),
             lease: Script::new(LEASE),
             renew: Script::new(RENEW),
             epoch: Instant::now(),
@@ -144,7 +256,15 @@ impl RedisLimiter {
             .set_number_of_retries(1)
             .set_max_delay(200);
         loop {
-            match ConnectionManager::new_with_config(self.client.clone(), config.clone()).await {
+            let conn = match &self.backend {
+                Backend::Single(client) => {
+                    ConnectionManager::new_with_config(client.clone(), config.clone())
+                        .await
+                        .map(Conn::Single)
+                }
+                Backend::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+            };
+            match conn {
                 Ok(conn) => {
                     let _ = self.conn.set(conn);
                     tracing::info!("connected to redis");
@@ -164,6 +284,9 @@ impl RedisLimiter {
 
     /// The one round trip of every request: both rate limits.
     pub async fn check(&self, a: &CheckArgs<'_>) -> Result<Verdict, RedisTrouble> {
+        if matches!(self.backend, Backend::Cluster(_)) {
+            return self.check_in_cluster(a).await;
+        }
         let mut invocation = self.check.key(a.user_key);
         invocation
             .key(a.ip_key)
@@ -187,6 +310,42 @@ impl RedisLimiter {
                 retry_after_ms,
                 reset_ms,
             }),
+            _ => Err(RedisTrouble::BadReply),
+        }
+    }
+
+    /// `check` on a cluster: the two keys live in different slots, so each gets its own
+    /// script, both sent at once on the one connection (one round trip of wall time). Unlike
+    /// the single-server script, a request the IP limit refuses still spends the user's token.
+    async fn check_in_cluster(&self, a: &CheckArgs<'_>) -> Result<Verdict, RedisTrouble> {
+        let conn = self.connection()?;
+        let one = |key: &str, q: Quota| {
+            let mut conn = conn.clone();
+            let mut invocation = self.check_one.key(key);
+            invocation.arg(q.emission_ms).arg(q.burst);
+            async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await }
+        };
+        let both = async { tokio::try_join!(one(a.user_key, a.user), one(a.ip_key, a.ip)) };
+        let (user, ip) = self.bounded(both).await?;
+        let n = |r: &[i64], i: usize| r.get(i).map(|v| (*v).max(0) as u64);
+        let deny = |scope, r: &[i64]| match (n(r, 1), n(r, 2)) {
+            (Some(retry_after_ms), Some(reset_ms)) => Ok(Verdict::Deny {
+                scope,
+                retry_after_ms,
+                reset_ms,
+            }),
+            _ => Err(RedisTrouble::BadReply),
+        };
+        match (n(&user, 0), n(&ip, 0)) {
+            (Some(0), _) => deny(Scope::User, &user),
+            (_, Some(0)) => deny(Scope::Ip, &ip),
+            (Some(1), Some(1)) => match (n(&user, 1), n(&user, 2)) {
+                (Some(remaining), Some(reset_ms)) => Ok(Verdict::Allow {
+                    remaining,
+                    reset_ms,
+                }),
+                _ => Err(RedisTrouble::BadReply),
+            },
             _ => Err(RedisTrouble::BadReply),
         }
     }
@@ -242,7 +401,7 @@ impl RedisLimiter {
         }
     }
 
-    fn connection(&self) -> Result<ConnectionManager, RedisTrouble> {
+    fn connection(&self) -> Result<Conn, RedisTrouble> {
         if self.now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
             return Err(RedisTrouble::BackingOff);
         }

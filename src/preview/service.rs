@@ -30,7 +30,7 @@ use crate::metrics;
 use crate::storage::{ByteStream, Storage};
 
 /// How long a failure is remembered, and how long found previews are kept in memory (they
-/// never change; a deletion forgets them at once on the instance that deletes).
+/// never change; a deletion forgets them at once on every instance, see `broadcast`).
 const FAILURE_TTL: Duration = Duration::from_secs(3600);
 const FOUND_TTL: Duration = Duration::from_secs(300);
 const MEMORY_ENTRIES: u64 = 100_000;
@@ -151,6 +151,13 @@ impl Previews {
     pub fn forget(&self, attachment_id: &str) {
         self.found.invalidate(attachment_id);
         self.failed.invalidate(attachment_id);
+    }
+
+    /// Forget what this instance knows of every attachment's previews (deletes made elsewhere
+    /// may have been missed).
+    pub fn forget_all(&self) {
+        self.found.invalidate_all();
+        self.failed.invalidate_all();
     }
 
     /// Join the job making this attachment's previews, or start it.

@@ -1,5 +1,6 @@
 //! The admin listener (private network only): `/healthz`, `/readyz`, `/metrics`, and the
-//! app's `POST /internal/attachments/commit` (see `proxy::commit`).
+//! app's `POST /internal/attachments/commit` and `POST /internal/attachments/delete` (see
+//! `proxy::commit` and `proxy::erase`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::commit::Committer;
+use super::erase::Eraser;
 use super::respond::{json_response, plain_response};
 use crate::catalog::{Catalog, CatalogError};
 use crate::io_runtime;
@@ -25,6 +27,8 @@ pub struct AdminApp {
     pub limiter: Arc<Limiter>,
     /// `POST /internal/attachments/commit`.
     pub committer: Committer,
+    /// `POST /internal/attachments/delete`.
+    pub eraser: Eraser,
 }
 
 #[async_trait]
@@ -35,6 +39,7 @@ impl ServeHttp for AdminApp {
             "/healthz" => json_response(200, &serde_json::json!({ "status": "ok" })),
             "/readyz" => self.readiness().await,
             "/internal/attachments/commit" => self.committer.serve(session).await,
+            "/internal/attachments/delete" => self.eraser.serve(session).await,
             "/metrics" => metrics(&crate::metrics::Snapshot {
                 cache: self.catalog.cache_stats(),
                 memory: self.storage.memory_cache_stats(),

@@ -44,7 +44,7 @@ impl Committer {
                 &[],
             );
         }
-        let body = match read_body(session).await {
+        let body = match read_body(session, plan::MAX_BODY_BYTES).await {
             Ok(body) => body,
             Err(err) => return respond::error_response(&err, &[]),
         };
@@ -74,7 +74,10 @@ impl Committer {
 
 /// `Authorization: Bearer <internal.service_token>`, compared in constant time. Both sides
 /// are hashed first so that not even the token's length shows in the timing.
-fn check_token(authorization: Option<&str>, expected: Option<&Secret>) -> Result<(), &'static str> {
+pub(super) fn check_token(
+    authorization: Option<&str>,
+    expected: Option<&Secret>,
+) -> Result<(), &'static str> {
     let expected = expected.ok_or("internal.service_token is not configured")?;
     // RFC 9110 §11.1: the scheme name is case-insensitive.
     let given = authorization
@@ -92,12 +95,16 @@ fn check_token(authorization: Option<&str>, expected: Option<&Secret>) -> Result
     }
 }
 
-async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, GatewayError> {
+/// The whole request body, refused past `max` bytes.
+pub(super) async fn read_body(
+    session: &mut ServerSession,
+    max: usize,
+) -> Result<Vec<u8>, GatewayError> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > plan::MAX_BODY_BYTES {
+                if body.len() + chunk.len() > max {
                     return Err(GatewayError::PayloadTooLarge);
                 }
                 body.extend_from_slice(&chunk);

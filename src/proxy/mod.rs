@@ -25,6 +25,7 @@ pub mod admin;
 mod client_ip;
 pub mod commit;
 pub mod ctx;
+pub mod erase;
 mod forward;
 pub mod header_deadline;
 mod offload;

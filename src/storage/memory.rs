@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use moka::sync::Cache;
 
 use super::{ByteStream, ListedObject, ObjectBody, Storage, StorageError, StorageKey};
+use crate::attachment::key::previews_of;
 use crate::attachment::AttachmentRow;
 use crate::authz::Permit;
 use crate::http::range::ByteRange;
@@ -60,6 +61,8 @@ impl MemoryCached {
                     u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .time_to_live(TTL)
+                // `forget` drops by attachment id, which is not the key.
+                .support_invalidation_closures()
                 .build(),
             max_object,
             hits: AtomicU64::new(0),
@@ -176,6 +179,22 @@ impl Storage for MemoryCached {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
         })
+    }
+
+    fn forget(&self, attachment_id: &str) {
+        let id = attachment_id.to_owned();
+        let previews = previews_of(attachment_id);
+        let dropped = self.bodies.invalidate_entries_if(move |key, (version, _)| {
+            version.id == id || key.starts_with(&previews)
+        });
+        if let Err(e) = dropped {
+            // Only possible without `support_invalidation_closures`; the TTL still bounds it.
+            tracing::error!(error = %e, "memory cache cannot forget an attachment");
+        }
+    }
+
+    fn forget_all(&self) {
+        self.bodies.invalidate_all();
     }
 
     async fn put(

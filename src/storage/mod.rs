@@ -70,6 +70,11 @@ pub trait Storage: Send + Sync {
     fn memory_cache_stats(&self) -> Option<MemoryCacheStats> {
         None
     }
+    /// Drop whatever is kept in memory for `attachment_id` (its body, its previews' bodies):
+    /// another instance deleted it. Only a memory cache keeps anything.
+    fn forget(&self, _attachment_id: &str) {}
+    /// Drop everything kept in memory: deletes made elsewhere may have been missed.
+    fn forget_all(&self) {}
     /// Write `body` (exactly `content_length` bytes) to `key`.
     async fn put(
         &self,

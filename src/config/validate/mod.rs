@@ -428,9 +428,7 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
         raw.redis_url_file,
     );
     if let Some(url) = &redis_url {
-        let scheme_ok = url::Url::parse(url.expose())
-            .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"));
-        if !scheme_ok {
+        if !usable_redis_url(url, &["redis", "rediss", "redis+unix", "unix"]) {
             // The URL may carry a password: describe it, never echo it.
             c.problem(
                 "limits.redis_url",
@@ -438,6 +436,28 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             );
         }
     }
+    let redis_cluster_nodes = raw.redis_cluster_nodes.unwrap_or_default();
+    for (i, node) in redis_cluster_nodes.iter().enumerate() {
+        if !usable_redis_url(node, &["redis", "rediss"]) {
+            c.problem(
+                format!("limits.redis_cluster_nodes[{i}]"),
+                "is not a redis:// or rediss:// URL",
+            );
+        }
+    }
+    if redis_url.is_some() && !redis_cluster_nodes.is_empty() {
+        c.problem(
+            "limits.redis_cluster_nodes",
+            "is set together with limits.redis_url: choose one",
+        );
+    }
+    let tls_url = redis_url
+        .iter()
+        .chain(&redis_cluster_nodes)
+        .any(|u| u.expose().starts_with("rediss://"));
+    let redis_ca = raw
+        .redis_ca_file
+        .and_then(|file| redis_ca(c, file, tls_url));
     let on_error = [
         ("local", OnRedisError::Local),
         ("allow", OnRedisError::Allow),
@@ -445,6 +465,8 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
     ];
     LimitsConfig {
         redis_url,
+        redis_cluster_nodes,
+        redis_ca,
         user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 600),
         ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 1200),
         burst: c.u32("limits.burst", raw.burst, 200),
@@ -480,6 +502,39 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             30,
             1,
         ),
+    }
+}
+
+/// A URL of one of `schemes` that the client's own parser accepts, so that a URL this binary
+/// cannot use (a TLS scheme without TLS support built in, say) fails here and not at start.
+fn usable_redis_url(url: &Secret, schemes: &[&str]) -> bool {
+    url::Url::parse(url.expose()).is_ok_and(|u| schemes.contains(&u.scheme()))
+        && redis::IntoConnectionInfo::into_connection_info(url.expose()).is_ok()
+}
+
+/// `limits.redis_ca_file`: readable, at least one PEM certificate, and only beside a
+/// `rediss://` URL (over plain TCP it would be silently ignored).
+fn redis_ca(c: &mut Checker, file: PathBuf, tls: bool) -> Option<RedisCa> {
+    const KEY: &str = "limits.redis_ca_file";
+    if !tls {
+        c.problem(
+            KEY,
+            "applies only to rediss:// URLs (limits.redis_url or redis_cluster_nodes)",
+        );
+        return None;
+    }
+    let pem = c.read_file(KEY, &file)?;
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Some(RedisCa {
+            file: c.path(&file),
+            pem,
+        }),
+        _ => {
+            c.problem(KEY, format!("{file:?} holds no PEM certificate"));
+            None
+        }
     }
 }
 
