@@ -38,7 +38,7 @@ async fn the_typescript_client_commits_through_the_real_gateway() {
 
     let data = Data::create().await;
     data.catalog.upsert_dialog("d1", "alice").await.unwrap();
-    for id in ["s1", "s2", "s3"] {
+    for id in ["s1", "s2", "s3", "s4"] {
         data.attachment(id, None, "image/png", b"\x89PNG\r\n\x1a\n")
             .await;
     }
@@ -56,7 +56,7 @@ async fn the_typescript_client_commits_through_the_real_gateway() {
         .args(["--test", "test/"])
         .env("GATEWAY_ADMIN", &env.gw.admin)
         .env("GATEWAY_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env("GATEWAY_STAGED_IDS", "s1,s2,s3")
+        .env("GATEWAY_STAGED_IDS", "s1,s2,s3,s4")
         .output()
         .expect("node on PATH");
     let report = format!(
@@ -65,5 +65,5 @@ async fn the_typescript_client_commits_through_the_real_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("# pass 5"), "{report}");
+    assert!(report.contains("# pass 6"), "{report}");
 }

@@ -37,6 +37,12 @@ export interface CommitRequest {
   attachmentIds: string[]
 }
 
+/** The answer of `delete`: which ids were erased now, and which were already gone. */
+export interface DeleteResult {
+  deleted: string[]
+  missing: string[]
+}
+
 export interface ClientOptions {
   /** The admin listener, e.g. `http://10.0.0.5:9090` (`server.admin_listen`). */
   baseUrl: string
@@ -85,6 +91,15 @@ export class AttachmentGateway {
   async commit(request: CommitRequest): Promise<LinkedAttachment[]> {
     const body = await this.post('/internal/attachments/commit', request)
     return (body as { attachments: LinkedAttachment[] }).attachments
+  }
+
+  /**
+   * Erase attachments (a message deleted, a user's erasure request): rows, objects and
+   * previews go, and every gateway instance stops serving them within a second. Idempotent,
+   * hence retried like `commit`: ids already gone come back in `missing`.
+   */
+  async delete(attachmentIds: string[]): Promise<DeleteResult> {
+    return (await this.post('/internal/attachments/delete', { attachmentIds })) as DeleteResult
   }
 
   private async post(path: string, payload: unknown): Promise<unknown> {

@@ -14,7 +14,8 @@ const gateway = new AttachmentGateway({
   baseUrl: env('GATEWAY_ADMIN'),
   serviceToken: env('GATEWAY_SERVICE_TOKEN'),
 })
-const [first, second] = env('GATEWAY_STAGED_IDS').split(',')
+// The third is the dual-write example's (test/dual-write.test.mjs); the fourth is delete's.
+const [first, second, , fourth] = env('GATEWAY_STAGED_IDS').split(',')
 
 test('commit links the uploads, and committing again answers the same rows', async () => {
   const request = { userId: 'alice', dialogId: 'd1', messageId: 'm1', attachmentIds: [first] }
@@ -40,4 +41,10 @@ test('a wrong service token is a 401', async () => {
     stranger.commit({ userId: 'alice', dialogId: 'd1', messageId: 'm3', attachmentIds: [second] }),
     (e) => e instanceof GatewayError && e.status === 401 && e.code === 'unauthorized',
   )
+})
+
+test('delete erases a sent attachment, and deleting again finds it missing', async () => {
+  await gateway.commit({ userId: 'alice', dialogId: 'd1', messageId: 'm4', attachmentIds: [fourth] })
+  assert.deepEqual(await gateway.delete([fourth]), { deleted: [fourth], missing: [] })
+  assert.deepEqual(await gateway.delete([fourth]), { deleted: [], missing: [fourth] })
 })
