@@ -29,20 +29,8 @@ pub struct Committer {
 impl Committer {
     /// Answer one commit request (any method; only `POST` is served).
     pub async fn serve(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().method != http::Method::POST {
-            return respond::error_response(&GatewayError::MethodNotAllowed { allow: "POST" }, &[]);
-        }
-        let authorization = session
-            .req_header()
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if let Err(why) = check_token(authorization, self.service_token.as_ref()) {
-            tracing::warn!(reason = why, "commit refused: service token");
-            return respond::error_response(
-                &GatewayError::Unauthorized(crate::authn::AuthError::Missing),
-                &[],
-            );
+        if let Some(refused) = refusal(session, self.service_token.as_ref(), "commit") {
+            return refused;
         }
         let body = match read_body(session, plan::MAX_BODY_BYTES).await {
             Ok(body) => body,
@@ -72,12 +60,37 @@ impl Committer {
     }
 }
 
+/// The gate of every internal write (`what`: commit, delete): `POST` only, with the service
+/// token. `Some` is the refusal to send.
+pub(super) fn refusal(
+    session: &ServerSession,
+    expected: Option<&Secret>,
+    what: &'static str,
+) -> Option<Response<Vec<u8>>> {
+    if session.req_header().method != http::Method::POST {
+        let err = GatewayError::MethodNotAllowed { allow: "POST" };
+        return Some(respond::error_response(&err, &[]));
+    }
+    let authorization = session
+        .req_header()
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let why = check_token(authorization, expected).err()?;
+    tracing::warn!(
+        reason = why,
+        endpoint = what,
+        "internal call refused: service token"
+    );
+    Some(respond::error_response(
+        &GatewayError::Unauthorized(crate::authn::AuthError::Missing),
+        &[],
+    ))
+}
+
 /// `Authorization: Bearer <internal.service_token>`, compared in constant time. Both sides
 /// are hashed first so that not even the token's length shows in the timing.
-pub(super) fn check_token(
-    authorization: Option<&str>,
-    expected: Option<&Secret>,
-) -> Result<(), &'static str> {
+fn check_token(authorization: Option<&str>, expected: Option<&Secret>) -> Result<(), &'static str> {
     let expected = expected.ok_or("internal.service_token is not configured")?;
     // RFC 9110 §11.1: the scheme name is case-insensitive.
     let given = authorization

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::Response;
 use pingora::protocols::http::ServerSession;
 
-use super::commit::{check_token, read_body};
+use super::commit::{read_body, refusal};
 use super::respond;
 use crate::broadcast::Publisher;
 use crate::config::Secret;
@@ -27,20 +27,8 @@ pub struct Eraser {
 impl Eraser {
     /// Answer one delete request (any method; only `POST` is served).
     pub async fn serve(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().method != http::Method::POST {
-            return respond::error_response(&GatewayError::MethodNotAllowed { allow: "POST" }, &[]);
-        }
-        let authorization = session
-            .req_header()
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        if let Err(why) = check_token(authorization, self.service_token.as_ref()) {
-            tracing::warn!(reason = why, "delete refused: service token");
-            return respond::error_response(
-                &GatewayError::Unauthorized(crate::authn::AuthError::Missing),
-                &[],
-            );
+        if let Some(refused) = refusal(session, self.service_token.as_ref(), "delete") {
+            return refused;
         }
         let req = match read_body(session, plan::MAX_BODY_BYTES)
             .await
