@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use attachment_gateway::catalog::{self, AttachmentStatus, Catalog, NewAttachment};
 use attachment_gateway::config;
+use attachment_gateway::limits::keys;
 use attachment_gateway::storage::{self, StorageKey};
 use bytes::Bytes;
 use chrono::Utc;
@@ -433,7 +434,7 @@ async fn redis_outage_falls_back_and_recovers(
     let judy = user("judy");
     let used_again = within(Duration::from_secs(10), || async {
         let resp = get(c, a, "small", &judy, &[]).await;
-        resp.status() == 200 && back.exists("agw:rl:u:judy").await
+        resp.status() == 200 && back.exists(&keys::user_rate("judy")).await
     })
     .await;
     assert!(
@@ -506,7 +507,11 @@ async fn client_ip_limits() {
         head(&c, &trusted, &user("v8"), Some("2001:db8:1:3::1")).await,
         200
     );
-    assert!(redis.exists("agw:rl:ip:2001:db8:1:2::/64").await);
+    assert!(
+        redis
+            .exists(&keys::ip_rate(Some("2001:db8:1:2::9".parse().unwrap())))
+            .await
+    );
     // A flood of bad tokens is throttled before any token is verified.
     let mut codes = Vec::new();
     for _ in 0..5 {

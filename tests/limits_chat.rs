@@ -8,6 +8,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
+use attachment_gateway::limits::keys;
 use harness::local::{Data, Extra, Local, PREFIX};
 use harness::redis::RedisServer;
 use harness::token;
@@ -119,7 +120,11 @@ async fn a_dialog_page_and_a_scrubbed_video_fit_the_default_limits_through_redis
     let statuses = open_dialog_and_scrub(&gw, &fresh_user("reader")).await;
     assert_page_served(&statuses);
     // The decisions were Redis's, not a silent in-process fallback.
-    assert!(redis.exists("agw:rl:ip:127.0.0.1").await);
+    assert!(
+        redis
+            .exists(&keys::ip_rate(Some("127.0.0.1".parse().unwrap())))
+            .await
+    );
 }
 
 /// `rate_limited_total{scope}` of one instance.

@@ -17,6 +17,7 @@
 pub mod gcra;
 pub mod headers;
 pub mod keyed;
+pub mod keys;
 pub mod local;
 pub mod redis;
 
@@ -200,13 +201,13 @@ impl Limiter {
     /// Take one of the user's download slots, for a body long enough to be worth capping
     /// (`limits.lease_over_bytes`). Keep the guard for as long as the response streams.
     pub async fn take_slot(&self, user: &str) -> Result<SlotGuard, LimitError> {
-        self.take(format!("agw:cc:{user}"), self.max_slots).await
+        self.take(keys::user_downloads(user), self.max_slots).await
     }
 
     /// Take one of the user's `max` upload slots (`upload.max_concurrent_per_user`), the same
     /// way: a Redis lease when configured, else in-process. Keep it while the body is stored.
     pub async fn take_upload_slot(&self, user: &str, max: u32) -> Result<SlotGuard, LimitError> {
-        self.take(format!("agw:up:{user}"), max).await
+        self.take(keys::user_uploads(user), max).await
     }
 
     async fn take(&self, key: String, max: u32) -> Result<SlotGuard, LimitError> {
@@ -267,9 +268,7 @@ impl Limiter {
         user: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<(), LimitError>, redis::RedisTrouble> {
-        let user_key = format!("agw:rl:u:{user}");
-        // No IP (a Unix socket peer): a key of its own, shared by all such requests.
-        let ip_key = format!("agw:rl:ip:{}", ip.map_or_else(|| "-".to_string(), ip_key));
+        let (user_key, ip_key) = (keys::user_rate(user), keys::ip_rate(ip));
         let (user_q, ip_q, r) = (self.user, self.ip, redis.clone());
         let verdict = io_runtime::run(async move {
             r.check(&CheckArgs {
