@@ -26,6 +26,8 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// Reconnect backoff of the subscriber, doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often an idle subscription pings Redis to find out that its connection is dead.
+const KEEPALIVE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BroadcastError {
@@ -134,19 +136,36 @@ where
         pubsub.subscribe(CHANNEL).await?;
         Ok::<_, BroadcastError>(pubsub)
     };
-    let mut pubsub = tokio::time::timeout(TIMEOUT, connect)
+    let pubsub = tokio::time::timeout(TIMEOUT, connect)
         .await
         .unwrap_or(Err(BroadcastError::Timeout))?;
     tracing::info!("delete broadcast: subscribed");
     receive(Event::Subscribed).await;
-    let mut messages = pubsub.on_message();
-    while let Some(msg) = messages.next().await {
-        match msg.get_payload::<String>().ok().and_then(|p| decode(&p)) {
-            Some(ids) => receive(Event::Deleted(ids)).await,
-            None => tracing::warn!("delete broadcast: unreadable message ignored"),
+    let (mut sink, mut messages) = pubsub.split();
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                match msg.get_payload::<String>().ok().and_then(|p| decode(&p)) {
+                    Some(ids) => receive(Event::Deleted(ids)).await,
+                    None => tracing::warn!("delete broadcast: unreadable message ignored"),
+                }
+            }
+            // A peer that vanished without closing (a host down, a partition) would otherwise
+            // leave this subscription silent for good: no FIN, no error, no deletes heard.
+            _ = keepalive.tick() => {
+                let pong = tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await;
+                match pong {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(BroadcastError::Timeout),
+                }
+            }
         }
     }
-    Ok(())
 }
 
 /// The message: the ids as a JSON array.

@@ -12,6 +12,7 @@ use attachment_gateway::storage::StorageKey;
 use bytes::Bytes;
 use harness::local::{Data, Extra, Local, PREFIX};
 use harness::redis::RedisServer;
+use harness::tcp_fault::TcpFault;
 use harness::{token, Gateway};
 use serde_json::{json, Value};
 
@@ -93,6 +94,77 @@ async fn until_gone(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
+}
+
+/// The subscription of an instance whose Redis went silent (its connection open, nothing
+/// relayed: a host gone without a FIN) is found dead by its keep-alive and made again, so a
+/// delete published afterwards still reaches it within the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_subscription_is_noticed_and_made_again() {
+    let redis = RedisServer::start().await;
+    let relay = TcpFault::start(&format!("127.0.0.1:{}", redis.port)).await;
+    let data = Data::create().await;
+    seed(&data).await;
+    let env = Local::start(
+        data,
+        Extra {
+            catalog: "cache_ttl_s = 600".into(),
+            sections: format!(
+                "[limits]\nredis_url = \"{}\"\nuser_per_minute = 100000\n\
+                 ip_per_minute = 100000\nburst = 10000\n\
+                 [internal]\nservice_token = \"{SERVICE_TOKEN}\"\n",
+                redis.url()
+            ),
+            ..Extra::default()
+        },
+    )
+    .await;
+    // The second instance reaches the same Redis through the relay.
+    let direct = redis.url();
+    let relayed = format!("redis://{}/", relay.addr);
+    let behind = env.twin_with(|toml| toml.replace(&direct, &relayed)).await;
+    let client = &env.client;
+    let body = format!("{PREFIX}/d1/img1");
+    let subscribed = |gw: &Gateway| gw.log().matches("delete broadcast: subscribed").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subscribed(&behind) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "never subscribed\n{}",
+            behind.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status(client, &behind, &body).await,
+        200,
+        "{}",
+        behind.log()
+    );
+
+    relay.freeze_open();
+    // Within the keep-alive period and its timeout (5 s + 1 s), plus the reconnect backoff.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while subscribed(&behind) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the silent subscription was never made again\n{}",
+            behind.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Cached again after the new subscription dropped the caches: only the broadcast can
+    // make it a 404 within the second.
+    assert_eq!(
+        status(client, &behind, &body).await,
+        200,
+        "{}",
+        behind.log()
+    );
+    let (code, answer) = delete(client, &env.gw, &["img1"]).await;
+    assert_eq!(code, 200, "{answer}\n{}", env.gw.log());
+    let took = until_gone(client, &behind, &body, Duration::from_secs(1)).await;
+    assert!(took.is_some(), "still served after 1 s\n{}", behind.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

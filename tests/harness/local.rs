@@ -147,6 +147,11 @@ impl Local {
         Gateway::start(&self.toml).await
     }
 
+    /// Another instance whose configuration is this one's, edited by `edit` (the TOML text).
+    pub async fn twin_with(&self, edit: impl Fn(&str) -> String) -> Gateway {
+        Gateway::start(&edit(&self.toml)).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.gw.url(path)
     }

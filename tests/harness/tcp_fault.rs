@@ -30,6 +30,8 @@ pub struct TcpFault {
     fault: Arc<Mutex<Fault>>,
     /// Bumped on every change: relayed connections close, so the next use sees the fault.
     generation: tokio::sync::watch::Sender<u64>,
+    /// Bumped by `freeze_open`: connections open at that moment stop relaying, still open.
+    freeze: tokio::sync::watch::Sender<u64>,
 }
 
 impl TcpFault {
@@ -40,15 +42,18 @@ impl TcpFault {
         let sent = Arc::new(AtomicU64::new(0));
         let fault = Arc::new(Mutex::new(Fault::Pass));
         let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (freeze, _) = tokio::sync::watch::channel(0u64);
         let (sent2, fault2, gen2) = (sent.clone(), fault.clone(), generation.clone());
+        let freeze2 = freeze.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (sent, backend) = (sent2.clone(), backend.clone());
                 let current = *fault2.lock().unwrap();
                 let mut changed = gen2.subscribe();
+                let frozen = freeze2.subscribe();
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = serve(client, &backend, sent, current) => {}
+                        _ = serve(client, &backend, sent, current, frozen) => {}
                         _ = changed.changed() => {}
                     }
                 });
@@ -59,7 +64,14 @@ impl TcpFault {
             sent,
             fault,
             generation,
+            freeze,
         }
+    }
+
+    /// Every connection open now stops relaying in both directions but stays open, as when
+    /// the backend's host vanishes without a FIN; connections made later relay as before.
+    pub fn freeze_open(&self) {
+        self.freeze.send_modify(|g| *g += 1);
     }
 
     /// Bytes the gateway has sent towards the backend so far.
@@ -75,7 +87,13 @@ impl TcpFault {
     }
 }
 
-async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault: Fault) {
+async fn serve(
+    mut client: TcpStream,
+    backend: &str,
+    sent: Arc<AtomicU64>,
+    fault: Fault,
+    mut frozen: tokio::sync::watch::Receiver<u64>,
+) {
     match fault {
         Fault::Refuse => return,
         Fault::BlackHole => {
@@ -105,7 +123,7 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
     };
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let up = async move {
+    let up = async {
         let mut chunk = vec![0u8; 16384];
         loop {
             let n = match cr.read(&mut chunk).await {
@@ -119,7 +137,7 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
             }
         }
     };
-    let down = async move {
+    let down = async {
         let mut chunk = vec![0u8; 16384];
         let mut relayed = 0u64;
         loop {
@@ -138,8 +156,14 @@ async fn serve(mut client: TcpStream, backend: &str, sent: Arc<AtomicU64>, fault
             }
         }
     };
-    tokio::select! {
-        _ = up => {}
-        _ = down => {}
+    let froze = tokio::select! {
+        _ = up => false,
+        _ = down => false,
+        _ = frozen.changed() => true,
+    };
+    if froze {
+        // Both sockets stay open and silent; the select in `start` ends it on a change.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+    drop((cr, cw, sr, sw));
 }
