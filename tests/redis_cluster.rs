@@ -1,145 +1,21 @@
 //! Redis Cluster (SPEC §8) through the real gateway binary: a private cluster of three
 //! masters and three replicas on 127.0.0.1 (Debian's `redis-server` and `redis-cli`), three
 //! gateway instances on `limits.redis_cluster_nodes` sharing one per-user limit, and a delete
-//! through one instance seen by the other two within a second.
+//! through one instance seen by the other two within a second; a master killed mid-run (the
+//! limit holds after the failover, no request hangs); a cluster without quorum
+//! (`on_redis_error` as documented); the same over TLS only (`rediss://` nodes).
 
 mod harness;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use attachment_gateway::limits::keys;
+use harness::cluster::{Cluster, NODE_TIMEOUT_MS};
 use harness::local::{Data, Extra, Local, PREFIX};
-use harness::token;
+use harness::{token, Gateway};
 use serde_json::json;
 
 const SERVICE_TOKEN: &str = "cluster-test-service-token-0123456789";
-
-/// A port whose cluster bus port (+10000) is free too.
-fn cluster_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(a) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let port = a.local_addr().unwrap().port();
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-        // Ephemeral ports are usually too high: try one below.
-        let low = 20_000 + port % 20_000;
-        if TcpListener::bind(("127.0.0.1", low)).is_ok()
-            && TcpListener::bind(("127.0.0.1", low + 10_000)).is_ok()
-        {
-            return low;
-        }
-    }
-    panic!("no free port pair for a cluster node");
-}
-
-/// Six `redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    ports: Vec<u16>,
-    nodes: Vec<Child>,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ports = Vec::new();
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let port = cluster_port();
-            let home = dir.path().join(port.to_string());
-            std::fs::create_dir_all(&home).unwrap();
-            let child = Command::new("redis-server")
-                .current_dir(&home)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--cluster-node-timeout", "2000"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server is installed");
-            ports.push(port);
-            nodes.push(child);
-        }
-        let cluster = Cluster {
-            _dir: dir,
-            ports,
-            nodes,
-        };
-        for port in &cluster.ports {
-            cluster.wait(*port, |_| true).await;
-        }
-        let addrs: Vec<String> = cluster
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let status = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli is installed");
-        assert!(status.success(), "redis-cli --cluster create failed");
-        for port in &cluster.ports {
-            cluster
-                .wait(*port, |info| info.contains("cluster_state:ok"))
-                .await;
-        }
-        cluster
-    }
-
-    /// Until `CLUSTER INFO` on `port` satisfies `ok`, for at most 20 seconds.
-    async fn wait(&self, port: u16, ok: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let info = async {
-                let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-                let mut c = client.get_multiplexed_async_connection().await?;
-                ::redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async::<String>(&mut c)
-                    .await
-            };
-            if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(1), info).await {
-                if ok(&info) {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "cluster node {port} not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn seeds(&self) -> String {
-        let urls: Vec<String> = self.ports[..3]
-            .iter()
-            .map(|p| format!("\"redis://127.0.0.1:{p}\""))
-            .collect();
-        format!("[{}]", urls.join(", "))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_one_limit_on_a_cluster() {
@@ -168,20 +44,7 @@ async fn three_instances_share_one_limit_on_a_cluster() {
     let (b, c) = (env.twin().await, env.twin().await);
     let gateways = [&env.gw, &b, &c];
     for gw in gateways {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let resp = env
-                .client
-                .get(format!("{}/readyz", gw.admin))
-                .send()
-                .await
-                .unwrap();
-            if resp.status() == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not ready\n{}", gw.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_ready(&env.client, gw).await;
     }
 
     // Alice's limit is one, whichever instance she reaches: alone, each instance would let
@@ -251,4 +114,259 @@ async fn three_instances_share_one_limit_on_a_cluster() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// `/readyz` until `200`, for at most ten seconds.
+async fn until_ready(client: &reqwest::Client, gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client
+            .get(format!("{}/readyz", gw.admin))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Data with one dialog (and one attachment in it, `a-<user>`) per user.
+async fn dialogs(users: &[&str]) -> Data {
+    let data = Data::create().await;
+    for user in users {
+        let dialog = format!("d-{user}");
+        data.catalog.upsert_dialog(&dialog, user).await.unwrap();
+        data.attachment(&format!("a-{user}"), Some(&dialog), "text/plain", b"hello")
+            .await;
+    }
+    data
+}
+
+/// One read of `user`'s own attachment: its status and how long it took. Bounded: a request
+/// still unanswered after ten seconds is a hang, and fails the test.
+async fn read(client: &reqwest::Client, gw: &Gateway, user: &str) -> (u16, Duration) {
+    let start = Instant::now();
+    let resp = client
+        .get(gw.url(&format!("{PREFIX}/d-{user}/a-{user}")))
+        .bearer_auth(token(user, "USER", &[]))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request hung or failed: {e}\n{}", gw.log()));
+    (resp.status().as_u16(), start.elapsed())
+}
+
+/// `n` reads of `user`'s attachment, one after another, round robin over `gateways`: how many
+/// were served.
+async fn served(client: &reqwest::Client, gateways: &[&Gateway], user: &str, n: usize) -> usize {
+    let mut allowed = 0;
+    for gw in gateways.iter().cycle().take(n) {
+        let (status, _) = read(client, gw, user).await;
+        assert!(matches!(status, 200 | 429), "{status}\n{}", gw.log());
+        allowed += usize::from(status == 200);
+    }
+    allowed
+}
+
+/// A small per-user budget (10 at once, then one every ten seconds) shared on the cluster.
+fn cluster_limits(cluster: &Cluster, extra: &str) -> String {
+    format!(
+        "[limits]\nredis_cluster_nodes = {}\n{extra}user_per_minute = 6\nburst = 10\n\
+         ip_per_minute = 1000000\nredis_timeout_ms = 500\n",
+        cluster.seeds()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_through_a_failover_and_nothing_hangs() {
+    let mut cluster = Cluster::start().await;
+    let data = dialogs(&["alice", "bob", "dave"]).await;
+    let env = Local::start(
+        data,
+        Extra {
+            sections: cluster_limits(&cluster, ""),
+            ..Extra::default()
+        },
+    )
+    .await;
+    let (b, c) = (env.twin().await, env.twin().await);
+    let gateways = [&env.gw, &b, &c];
+    for gw in gateways {
+        until_ready(&env.client, gw).await;
+    }
+    let client = &env.client;
+
+    // Alice spends her shared budget.
+    let allowed = served(client, &gateways, "alice", 15).await;
+    assert!((10..=11).contains(&allowed), "alice before: {allowed}");
+
+    // Kill the master that holds her state, while all three instances keep serving.
+    let key = keys::user_rate("alice");
+    let master = cluster.master_of(&key).await.expect("a master for the key");
+    cluster.kill(master);
+    let killed = Instant::now();
+    let load = gateways.map(|gw| async move {
+        let (mut slowest, mut statuses) = (Duration::ZERO, Vec::new());
+        while killed.elapsed() < Duration::from_millis(3 * NODE_TIMEOUT_MS) {
+            let (status, took) = read(client, gw, "bob").await;
+            slowest = slowest.max(took);
+            statuses.push(status);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (slowest, statuses)
+    });
+    let watch = async {
+        // A replica takes the slot over: some live node names a new master for it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = cluster.master_of(&key).await;
+            if now.is_some_and(|p| p != master) {
+                return now.unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failover\n{}",
+                cluster.describe().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (during, promoted) = tokio::join!(futures_util::future::join_all(load), watch);
+    eprintln!(
+        "slot of {key} moved {master} -> {promoted} after {:?}",
+        killed.elapsed()
+    );
+    for (gw, (slowest, statuses)) in gateways.iter().zip(&during) {
+        assert!(!statuses.is_empty());
+        // Every call to Redis is bounded by redis_timeout_ms; the rest is the local fallback.
+        assert!(
+            *slowest < Duration::from_secs(2),
+            "a request took {slowest:?}\n{}",
+            gw.log()
+        );
+        assert!(
+            statuses.iter().all(|s| matches!(s, 200 | 429)),
+            "{statuses:?}\n{}",
+            gw.log()
+        );
+    }
+    for port in cluster.alive() {
+        cluster
+            .wait(port, |info| info.contains("cluster_state:ok"))
+            .await;
+    }
+    // Past the limiter's back-off after its last failure.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The limit holds: Alice's spent budget survived on the promoted replica (about one
+    // request back per ten seconds since), and a user never seen gets exactly one budget
+    // across the three instances (not one each, as the in-process fallback would give).
+    let alice = served(client, &gateways, "alice", 9).await;
+    assert!(alice <= 4, "alice after the failover: {alice} of 9 served");
+    let dave = served(client, &gateways, "dave", 15).await;
+    assert!(
+        (10..=11).contains(&dave),
+        "dave, a fresh user, after the failover: {dave} of 15 served\n{}",
+        env.gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_on_redis_error_decides() {
+    let mut cluster = Cluster::start().await;
+    let data = dialogs(&["alice", "bob"]).await;
+    let env = Local::start(
+        data,
+        Extra {
+            sections: cluster_limits(&cluster, ""),
+            ..Extra::default()
+        },
+    )
+    .await;
+    let deny = env
+        .twin_with(|toml| toml.replace("[limits]\n", "[limits]\non_redis_error = \"deny\"\n"))
+        .await;
+    for gw in [&env.gw, &deny] {
+        until_ready(&env.client, gw).await;
+    }
+    let client = &env.client;
+
+    // Two of three masters gone: no majority to promote their replicas, the cluster is down.
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    cluster.kill(masters[0]);
+    cluster.kill(masters[1]);
+    let survivor = masters[2];
+    cluster
+        .wait(survivor, |info| info.contains("cluster_state:fail"))
+        .await;
+
+    // `local` (the default): the instance decides alone, with its own full budget.
+    let allowed = served(client, &[&env.gw], "alice", 12).await;
+    assert_eq!(allowed, 10, "{}", env.gw.log());
+    // `deny`: every request is refused with 503, promptly.
+    for _ in 0..3 {
+        let (status, took) = read(client, &deny, "bob").await;
+        assert_eq!(status, 503, "{}", deny.log());
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+    let resp = client
+        .get(deny.url(&format!("{PREFIX}/d-bob/a-bob")))
+        .bearer_auth(token("bob", "USER", &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "service_unavailable");
+    // Neither is ready: Redis is configured and does not answer.
+    for gw in [&env.gw, &deny] {
+        let ready = client
+            .get(format!("{}/readyz", gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert!(body["failing"].to_string().contains("redis"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_cluster_nodes_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    harness::tls::certificates(certs.path());
+    let cluster = Cluster::start_tls(certs.path()).await;
+    let data = dialogs(&["alice"]).await;
+    let ca = certs.path().join("ca.pem");
+    let env = Local::start(
+        data,
+        Extra {
+            sections: cluster_limits(&cluster, &format!("redis_ca_file = \"{}\"\n", ca.display())),
+            ..Extra::default()
+        },
+    )
+    .await;
+    let twin = env.twin().await;
+    for gw in [&env.gw, &twin] {
+        until_ready(&env.client, gw).await;
+    }
+    // One budget over both instances: the decisions are the cluster's, over TLS.
+    let allowed = served(&env.client, &[&env.gw, &twin], "alice", 14).await;
+    assert!((10..=11).contains(&allowed), "{allowed}\n{}", env.gw.log());
+    assert!(!env.gw.log().contains("fall back"), "{}", env.gw.log());
+    let mut node = cluster
+        .node(cluster.master_of(&keys::user_rate("alice")).await.unwrap())
+        .await
+        .unwrap();
+    let exists: i64 = ::redis::cmd("EXISTS")
+        .arg(keys::user_rate("alice"))
+        .query_async(&mut node)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1);
 }

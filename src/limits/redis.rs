@@ -387,14 +387,23 @@ impl RedisLimiter {
         Ok(())
     }
 
-    /// `PING`, for `/readyz`. Ignores the backoff: readiness must see recovery at once.
+    /// `PING`, for `/readyz`; on a cluster `CLUSTER INFO` instead, which must say the cluster
+    /// serves every slot: a node of a cluster without quorum still answers `PING`.
+    /// Ignores the backoff: readiness must see recovery at once.
     pub async fn ping(&self) -> Result<(), RedisTrouble> {
         let mut conn = self.conn.get().cloned().ok_or(RedisTrouble::NotConnected)?;
-        let pong: String =
-            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut conn))
-                .await
-                .map_err(|_| RedisTrouble::Timeout)??;
-        if pong == "PONG" {
+        let (command, ok): (redis::Cmd, fn(&str) -> bool) = match self.backend {
+            Backend::Single(_) => (redis::cmd("PING"), |reply| reply == "PONG"),
+            Backend::Cluster(_) => {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("INFO");
+                (cmd, |reply| reply.contains("cluster_state:ok"))
+            }
+        };
+        let reply: String = tokio::time::timeout(self.timeout, command.query_async(&mut conn))
+            .await
+            .map_err(|_| RedisTrouble::Timeout)??;
+        if ok(&reply) {
             Ok(())
         } else {
             Err(RedisTrouble::BadReply)

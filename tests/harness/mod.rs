@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cluster;
 pub mod local;
 pub mod redis;
 pub mod tap;
 pub mod tcp_fault;
+pub mod tls;
 
 #[path = "../common/seaweed.rs"]
 pub mod seaweed;
