@@ -42,8 +42,9 @@ fi
 answers 5432 || { echo "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
 
 log "Redis on 127.0.0.1:6379"
+# Tests also start private servers and a six-node cluster (redis-server, redis-cli) of their own.
+{ command -v redis-server >/dev/null && command -v redis-cli >/dev/null; } || apt_install redis-server
 if ! answers 6379; then
-  command -v redis-server >/dev/null || apt_install redis-server
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
   for _ in $(seq 1 50); do answers 6379 && break; sleep 0.2; done
 fi
