@@ -254,13 +254,14 @@ where
 
 // ---------------------------------------------------------------------------------------------
 
-/// Per-user limits and the download cap, with two instances sharing one Redis.
+/// Per-user limits and the download cap, with two instances sharing one Redis, in strict
+/// mode (`sync_ms = 0`: every request asks Redis, so the two share the limit exactly).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_redis_limits() {
     let mut redis = RedisServer::start().await;
     let data = Data::create().await;
     let limits = format!(
-        "redis_url = \"{}\"\nuser_per_minute = 60\nip_per_minute = 600000\nburst = 3\n\
+        "redis_url = \"{}\"\nsync_ms = 0\nuser_per_minute = 60\nip_per_minute = 600000\nburst = 3\n\
          max_concurrent_per_user = 2\nlease_ttl_s = 1\nwrite_idle_timeout_s = 1\n\
          redis_timeout_ms = 50",
         redis.url()
@@ -275,6 +276,54 @@ async fn shared_redis_limits() {
     long_download_keeps_its_lease(&client, &a).await;
     slow_reader_is_cut_off_and_frees_its_slot(&client, &a).await;
     redis_outage_falls_back_and_recovers(&client, &a, &mut redis).await;
+}
+
+/// Batched mode (the default): two instances sharing one Redis decide from their own views and
+/// send Redis their counts in batches. Together they pass the burst and at most one batch
+/// more ((instances - 1) x sync_batch), with far fewer Redis round trips than requests, and a
+/// spent budget is refused from the views, with the same 429 as in strict mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_limits_overshoot_by_at_most_one_batch_across_two_instances() {
+    let redis = RedisServer::start().await;
+    let data = Data::create().await;
+    let limits = format!(
+        "redis_url = \"{}\"\nsync_ms = 50\nsync_batch = 5\nuser_per_minute = 6\n\
+         ip_per_minute = 6000000\nburst = 20\nredis_timeout_ms = 200",
+        redis.url()
+    );
+    let a = data.gateway(&limits, "").await;
+    let b = data.gateway(&limits, "").await;
+    let client = reqwest::Client::new();
+    let before = redis.script_calls().await;
+    // Alternating as fast as they answer: each instance's view lags the other's by up to a
+    // batch. One a ten seconds refills: nothing refills during the run.
+    let frank = user("frank");
+    let mut statuses = Vec::new();
+    for i in 0..80 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        statuses.push(head(&client, gw, &frank, None).await);
+    }
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (20..=25).contains(&allowed),
+        "{allowed} of 80 passed: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 429)),
+        "{statuses:?}"
+    );
+    assert!(statuses[60..].iter().all(|s| *s == 429), "{statuses:?}");
+    let calls = redis.script_calls().await - before;
+    eprintln!("batched: {allowed} of 80 passed (burst 20, batch 5), {calls} Redis scripts");
+    assert!(calls <= 30, "{calls} Redis scripts for 80 requests");
+    // The refusal from a view is the strict one: status, headers, body.
+    assert_rate_limited(get(&client, &a, "small", &frank, &[]).await).await;
+    // Both instances' counts reached Redis: after the next flush, a third instance (a fresh
+    // view, asking Redis first) refuses Frank too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = data.gateway(&limits, "").await;
+    assert_eq!(head(&client, &c, &frank, None).await, 429);
+    assert_eq!(head(&client, &c, &user("grace"), None).await, 200);
 }
 
 async fn two_instances_enforce_one_user_limit(c: &reqwest::Client, a: &Gateway, b: &Gateway) {

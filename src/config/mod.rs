@@ -421,6 +421,13 @@ pub struct LimitsConfig {
     pub on_redis_error: OnRedisError,
     /// Bound on every Redis call, so that Redis can never stall a request.
     pub redis_timeout: Duration,
+    /// `limits.sync_ms`: with Redis, how often an instance sends Redis the requests it
+    /// admitted from its own view (`limits::batch`); zero is strict mode, one Redis round
+    /// trip per request.
+    pub sync_interval: Duration,
+    /// `limits.sync_batch`: at most this many requests per key admitted by one instance that
+    /// Redis has not counted yet; the overshoot across N instances is (N - 1) x this.
+    pub sync_batch: u32,
     /// A body longer than this holds a download slot while it streams; shorter bodies finish
     /// at once and only count against the rate limits.
     pub lease_over_bytes: u64,

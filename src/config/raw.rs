@@ -153,6 +153,8 @@ pub struct RawLimits {
     pub max_concurrent_per_user: Option<i64>,
     pub on_redis_error: Option<String>,
     pub redis_timeout_ms: Option<i64>,
+    pub sync_ms: Option<i64>,
+    pub sync_batch: Option<i64>,
     pub lease_over_bytes: Option<i64>,
     pub lease_ttl_s: Option<i64>,
     pub write_idle_timeout_s: Option<i64>,

@@ -178,6 +178,15 @@ pub fn render_redacted(cfg: &Config) -> String {
             .try_into()
             .unwrap_or(u64::MAX),
     );
+    out.int(
+        "sync_ms",
+        limits
+            .sync_interval
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
+    );
+    out.int("sync_batch", limits.sync_batch.into());
     out.int("lease_over_bytes", limits.lease_over_bytes);
     out.int("lease_ttl_s", limits.lease_ttl.as_secs());
     out.int("write_idle_timeout_s", limits.write_idle_timeout.as_secs());

@@ -440,7 +440,7 @@ fn rendered_demo_config_is_complete() {
     // listen, admin_listen, threads, trusted_proxies, grace_period_s, header_timeout_ms,
     // upgrade_sock, pid_file
     assert_eq!(keys("server"), 8, "{rendered}");
-    assert_eq!(keys("limits"), 9);
+    assert_eq!(keys("limits"), 11);
     toml::from_str::<RawConfig>(&rendered).unwrap();
 }
 

@@ -18,11 +18,10 @@ fn user_tag(user: &str) -> String {
     format!("{{u:{}}}", digest(user.as_bytes()))
 }
 
-/// The hash tag of an address key (`super::ip_key`), `-` when there is no address (a Unix
-/// socket peer: one key shared by all such requests).
-fn ip_tag(ip: Option<IpAddr>) -> String {
-    let key = ip.map_or_else(|| "-".to_string(), super::ip_key);
-    format!("{{ip:{}}}", digest(key.as_bytes()))
+/// The limit key of an address (`super::ip_key`), `-` when there is none (a Unix socket
+/// peer: one key shared by all such requests).
+pub fn ip_id(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "-".to_string(), super::ip_key)
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -39,7 +38,12 @@ pub fn user_rate(user: &str) -> String {
 
 /// The address's rate-limit state.
 pub fn ip_rate(ip: Option<IpAddr>) -> String {
-    format!("agw:rl:{}", ip_tag(ip))
+    ip_rate_of(&ip_id(ip))
+}
+
+/// The same, from the address's limit key (`ip_id`).
+pub fn ip_rate_of(id: &str) -> String {
+    format!("agw:rl:{{ip:{}}}", digest(id.as_bytes()))
 }
 
 /// The user's download leases (`limits.max_concurrent_per_user`).

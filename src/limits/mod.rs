@@ -5,7 +5,11 @@
 //! request_filter ── check_ip (local, exact per address, before the token is looked at: floods of bad
 //!                   tokens are refused at no Redis cost)
 //! every request ── after authn: check_request
-//!                     Redis configured: ONE script = user GCRA + IP GCRA, one round trip
+//!                     batched (limits.sync_ms > 0, the default): decided from this instance's
+//!                       view of both keys, no round trip; counts go to Redis in batches
+//!                       (`batch`); a key without a view, or with a full batch unsynced, takes
+//!                       the strict path
+//!                     strict: ONE script = user GCRA + IP GCRA, one round trip
 //!                     Redis failing: on_redis_error = local | allow | deny (503)
 //! long download  ── once its length is known and over limits.lease_over_bytes: take_slot
 //!                   (a second script); small bodies, `304` and `HEAD` never hold a slot
@@ -14,6 +18,7 @@
 //! ```
 //! What this module does not do: export metrics (it keeps counters; `metrics.rs` reads them).
 
+pub mod batch;
 pub mod gcra;
 pub mod headers;
 pub mod keyed;
@@ -24,9 +29,11 @@ pub mod redis;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{LimitsConfig, OnRedisError};
 use crate::io_runtime;
+use batch::{Both, Views};
 use gcra::Quota;
 use keyed::KeyedGcra;
 use local::Slots;
@@ -116,6 +123,8 @@ pub struct Limiter {
     max_slots: u32,
     on_error: OnRedisError,
     redis: Option<Arc<RedisLimiter>>,
+    /// Batched mode's views (with Redis and `limits.sync_ms` > 0).
+    batched: Option<Arc<Batched>>,
     local_user: KeyedGcra,
     local_ip: KeyedGcra,
     slots: Slots,
@@ -147,6 +156,20 @@ impl Limiter {
             }
             None => None,
         };
+        let batched = match &redis {
+            Some(redis) if !cfg.sync_interval.is_zero() => {
+                let batched = Arc::new(Batched {
+                    users: Views::new(user, cfg.sync_batch),
+                    ips: Views::new(ip, cfg.sync_batch),
+                    epoch: Instant::now(),
+                    wake: tokio::sync::Notify::new(),
+                });
+                let (r, b) = (redis.clone(), batched.clone());
+                io_runtime::runtime().spawn(flush_forever(r, b, cfg.sync_interval));
+                Some(batched)
+            }
+            _ => None,
+        };
         Ok(Limiter {
             user,
             ip,
@@ -155,6 +178,7 @@ impl Limiter {
             max_slots: cfg.max_concurrent_per_user,
             on_error: cfg.on_redis_error,
             redis,
+            batched,
             local_user: KeyedGcra::new(user),
             local_ip: KeyedGcra::new(ip),
             slots: Slots::new(),
@@ -179,12 +203,36 @@ impl Limiter {
     }
 
     /// Count one authenticated request (every read, upload, delete...) against the user's and
-    /// the IP's quotas: one Redis round trip. Call it right after authentication.
+    /// the IP's quotas: from this instance's views (batched mode), or one Redis round trip.
+    /// Call it right after authentication.
     pub async fn check_request(&self, user: &str, ip: Option<IpAddr>) -> Result<(), LimitError> {
         if let Some(redis) = &self.redis {
+            if let Some(b) = self.batched.as_ref().filter(|_| !redis.backing_off()) {
+                let ip_id = keys::ip_id(ip);
+                match batch::admit_both((&b.users, user), (&b.ips, &ip_id), b.now()) {
+                    Both::Admit { flush } => {
+                        if flush {
+                            b.wake.notify_one();
+                        }
+                        return Ok(());
+                    }
+                    Both::Deny {
+                        scope,
+                        retry_after_ms,
+                        reset_ms,
+                    } => return Err(self.refuse(scope, retry_after_ms, reset_ms)),
+                    Both::AskRedis => {}
+                }
+            }
             match self.check_redis(redis, user, ip).await {
                 Ok(decided) => return decided,
                 Err(trouble) => {
+                    if let Some(b) = &self.batched {
+                        // Until Redis answers again every request asks it, and meets
+                        // on_redis_error exactly as in strict mode.
+                        b.users.clear();
+                        b.ips.clear();
+                    }
                     self.fall_back(trouble)?;
                     if self.on_error == OnRedisError::Allow {
                         return Ok(());
@@ -281,6 +329,9 @@ impl Limiter {
         })
         .await
         .map_err(|_| redis::RedisTrouble::BadReply)??;
+        if let Some(b) = &self.batched {
+            b.learn(user, ip, &verdict);
+        }
         Ok(match verdict {
             Verdict::Allow { .. } => Ok(()),
             Verdict::Deny {
@@ -319,6 +370,87 @@ impl Limiter {
             limit,
             reset_s: gcra::whole_seconds(reset_ms.max(retry_after_ms)),
         })
+    }
+}
+
+/// Batched mode's state, shared with its flusher.
+struct Batched {
+    users: Views,
+    ips: Views,
+    /// The views' clock: milliseconds since this.
+    epoch: Instant,
+    /// Woken by a request that leaves half a batch pending: flush now, not at the next tick.
+    wake: tokio::sync::Notify,
+}
+
+impl Batched {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A strict check's answer gives both keys (or the refusing one) a fresh view.
+    fn learn(&self, user: &str, ip: Option<IpAddr>, verdict: &Verdict) {
+        let now = self.now();
+        match *verdict {
+            Verdict::Allow {
+                reset_ms,
+                ip_ahead_ms,
+                ..
+            } => {
+                self.users.learn(user, reset_ms, 0, now);
+                self.ips.learn(&keys::ip_id(ip), ip_ahead_ms, 0, now);
+            }
+            Verdict::Deny {
+                scope: Scope::User,
+                reset_ms,
+                ..
+            } => self.users.learn(user, reset_ms, 0, now),
+            Verdict::Deny { reset_ms, .. } => self.ips.learn(&keys::ip_id(ip), reset_ms, 0, now),
+        }
+    }
+}
+
+/// Batched mode's flusher, for the life of the process: every `every`, or when woken, send
+/// Redis the requests admitted from the views since the last flush, and raise the views to
+/// what Redis answers (which includes every other instance's flushed counts).
+async fn flush_forever(redis: Arc<RedisLimiter>, b: Arc<Batched>, every: Duration) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = b.wake.notified() => {}
+        }
+        let (users, ips) = (b.users.take_pending(), b.ips.take_pending());
+        if users.is_empty() && ips.is_empty() {
+            continue;
+        }
+        let (user_q, ip_q) = (b.users.quota(), b.ips.quota());
+        let items: Vec<(String, u32, u64)> = users
+            .iter()
+            .map(|p| (keys::user_rate(&p.id), p.count, user_q.emission_ms))
+            .chain(
+                ips.iter()
+                    .map(|p| (keys::ip_rate_of(&p.id), p.count, ip_q.emission_ms)),
+            )
+            .collect();
+        match redis.add(&items).await {
+            Ok(aheads) => {
+                let now = b.now();
+                let (for_users, for_ips) = aheads.split_at(users.len());
+                for (p, ahead) in users.iter().zip(for_users) {
+                    b.users.learn(&p.id, *ahead, p.count, now);
+                }
+                for (p, ahead) in ips.iter().zip(for_ips) {
+                    b.ips.learn(&p.id, *ahead, p.count, now);
+                }
+            }
+            Err(e) => {
+                // The counts are lost (at most a batch per key); every request now asks Redis
+                // and meets on_redis_error while it fails.
+                tracing::debug!(error = %e, "rate limiter: flush failed");
+                b.users.clear();
+                b.ips.clear();
+            }
+        }
     }
 }
 
@@ -433,6 +565,8 @@ mod tests {
             max_concurrent_per_user: max,
             on_redis_error: OnRedisError::Local,
             redis_timeout: std::time::Duration::from_millis(50),
+            sync_interval: std::time::Duration::from_millis(50),
+            sync_batch: 32,
             lease_over_bytes: 1024 * 1024,
             lease_ttl: std::time::Duration::from_secs(30),
             write_idle_timeout: std::time::Duration::from_secs(30),

@@ -24,7 +24,8 @@ const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
 /// GCRA for both keys (same lines as `gcra::check`). Nothing is written unless both pass.
-/// Returns `{1, remaining, reset_ms}` or `{0, scope, retry_ms, reset_ms}` (scope 1 user, 2 ip).
+/// Returns `{1, remaining, user_ahead_ms, ip_ahead_ms}` (how far each TAT now runs ahead of
+/// Redis's clock) or `{0, scope, retry_ms, reset_ms}` (scope 1 user, 2 ip).
 const CHECK: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -45,8 +46,27 @@ local i_ok, i_a, i_b = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 if not i_ok then return {0, 2, i_a, i_b} end
 redis.call('SET', KEYS[1], u_a, 'PX', u_b)
 redis.call('SET', KEYS[2], i_a, 'PX', i_b)
-return {1, u_rem, u_b}
+return {1, u_rem, u_b, i_b}
 ";
+
+/// Batched mode's flush (`limits::batch`): add requests already admitted by one instance,
+/// `ARGV[2i-1]` of them at an emission of `ARGV[2i]` ms to `KEYS[i]`, unconditionally (they
+/// were served), and return how far each TAT now runs ahead of Redis's clock.
+const ADD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tat = tat + tonumber(ARGV[2 * i - 1]) * tonumber(ARGV[2 * i])
+  redis.call('SET', key, tat, 'PX', math.max(tat - now, 1))
+  out[i] = tat - now
+end
+return out
+";
+/// Keys per `ADD` call on a single server (a cluster sends one call per key).
+const ADD_CHUNK: usize = 256;
 
 /// GCRA for one key (the same function as `CHECK`): what a Redis Cluster runs, since a
 /// script may only touch keys of one hash slot; the user's and the IP's checks are two of
@@ -93,7 +113,10 @@ return n
 pub enum Verdict {
     Allow {
         remaining: u64,
+        /// How far the user's TAT now runs ahead of Redis's clock (RateLimit-Reset).
         reset_ms: u64,
+        /// The same for the address's TAT.
+        ip_ahead_ms: u64,
     },
     Deny {
         scope: Scope,
@@ -190,6 +213,7 @@ pub struct RedisLimiter {
     lease_ttl: Duration,
     check: Script,
     check_one: Script,
+    add: Script,
     lease: Script,
     renew: Script,
     epoch: Instant,
@@ -240,6 +264,7 @@ impl RedisLimiter {
             lease_ttl,
             check: Script::new(CHECK),
             check_one: Script::new(CHECK_ONE),
+            add: Script::new(ADD),
             lease: Script::new(LEASE),
             renew: Script::new(RENEW),
             epoch: Instant::now(),
@@ -298,9 +323,10 @@ impl RedisLimiter {
         let reply: Vec<i64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let n = |i: usize| reply.get(i).map(|v| (*v).max(0) as u64);
         match (n(0), n(1), n(2), n(3)) {
-            (Some(1), Some(remaining), Some(reset_ms), _) => Ok(Verdict::Allow {
+            (Some(1), Some(remaining), Some(reset_ms), Some(ip_ahead_ms)) => Ok(Verdict::Allow {
                 remaining,
                 reset_ms,
+                ip_ahead_ms,
             }),
             (Some(0), Some(scope), Some(retry_after_ms), Some(reset_ms)) => Ok(Verdict::Deny {
                 scope: match scope {
@@ -339,15 +365,52 @@ impl RedisLimiter {
         match (n(&user, 0), n(&ip, 0)) {
             (Some(0), _) => deny(Scope::User, &user),
             (_, Some(0)) => deny(Scope::Ip, &ip),
-            (Some(1), Some(1)) => match (n(&user, 1), n(&user, 2)) {
-                (Some(remaining), Some(reset_ms)) => Ok(Verdict::Allow {
+            (Some(1), Some(1)) => match (n(&user, 1), n(&user, 2), n(&ip, 2)) {
+                (Some(remaining), Some(reset_ms), Some(ip_ahead_ms)) => Ok(Verdict::Allow {
                     remaining,
                     reset_ms,
+                    ip_ahead_ms,
                 }),
                 _ => Err(RedisTrouble::BadReply),
             },
             _ => Err(RedisTrouble::BadReply),
         }
+    }
+
+    /// Batched mode's flush: add `(key, requests, emission_ms)` to each key's TAT; how far each
+    /// TAT runs ahead of Redis's clock afterwards, in the same order. A single server takes
+    /// them in a few scripts; a cluster one script per key, all sent at once.
+    pub async fn add(&self, items: &[(String, u32, u64)]) -> Result<Vec<u64>, RedisTrouble> {
+        let conn = self.connection()?;
+        let call = |chunk: &[(String, u32, u64)]| {
+            let mut conn = conn.clone();
+            let mut invocation = self.add.prepare_invoke();
+            for (key, count, emission) in chunk {
+                invocation.key(key).arg(*count).arg(*emission);
+            }
+            async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await }
+        };
+        let per_call = match self.backend {
+            Backend::Single(_) => ADD_CHUNK,
+            Backend::Cluster(_) => 1,
+        };
+        let calls = futures_util::future::try_join_all(items.chunks(per_call).map(call));
+        let replies = self.bounded(calls).await?;
+        let aheads: Vec<u64> = replies
+            .into_iter()
+            .flatten()
+            .map(|v| v.max(0) as u64)
+            .collect();
+        if aheads.len() == items.len() {
+            Ok(aheads)
+        } else {
+            Err(RedisTrouble::BadReply)
+        }
+    }
+
+    /// Whether Redis is being skipped after a recent failure (calls would fail at once).
+    pub fn backing_off(&self) -> bool {
+        self.now_ms() < self.skip_until_ms.load(Ordering::Relaxed)
     }
 
     /// Take a download slot under `lease_id`; `false` when all `max_slots` are held.

@@ -57,6 +57,29 @@ impl RedisServer {
             == 1
     }
 
+    /// Scripts run so far (`EVAL` and `EVALSHA` calls, from `INFO commandstats`): the round
+    /// trips the limiter made.
+    pub async fn script_calls(&self) -> u64 {
+        let mut c = self.connection().await.unwrap();
+        let stats: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -488,6 +488,8 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             1,
             60_000,
         )),
+        sync_interval: Duration::from_millis(c.int("limits.sync_ms", raw.sync_ms, 50, 0, 10_000)),
+        sync_batch: c.u32("limits.sync_batch", raw.sync_batch, 32),
         lease_over_bytes: c.int(
             "limits.lease_over_bytes",
             raw.lease_over_bytes,
