@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Side-by-side load test of the gateway against nginx and the bare origin, in one run.
+"""Side-by-side load test of the gateway against nginx and the bare origin, for two origins.
 
-Starts, on 127.0.0.1 only and on free ports: SeaweedFS (the S3-compatible origin; its S3 port
-with an anonymous read identity is the "bare origin"), nginx as a plain reverse proxy to that
-same port with no auth at all (the anchor), Redis, a fresh PostgreSQL database and the release
-gateway with full authn/authz/catalog lookup/SigV4 signing (and the Redis limiter when the
-build has one). Every scenario drives each server with the same `wrk` invocation for a bounded
-time, then one table is printed (and written to the output directory as Markdown and JSON).
+Starts, on 127.0.0.1 only and on free ports: SeaweedFS (an S3-compatible origin, read on its S3
+port with an anonymous identity), a fast static origin (a second nginx serving the same object
+files from a directory, path-style like a bucket), Redis and a fresh PostgreSQL database. Then,
+for each origin in turn: nginx as a plain reverse proxy to it with no auth at all (the anchor),
+the release gateway with every check on (HS256 JWT, Redis-backed limits, catalog lookup,
+authorization, SigV4 signing, its default memory cache) and the same gateway with in-process
+limits (`gateway_nolimits`). Every server runs on the server CPU(s) and every load tool on the
+load CPU(s) (taskset); PostgreSQL is the machine's own server and is not pinned. Every scenario
+drives each server with the same load for a bounded time; the tables and the verdicts are
+printed and written to the output directory as Markdown and JSON.
 
 Usually started through `benches/load/run.sh`, which installs the tools and builds first.
 """
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -23,9 +28,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -36,14 +44,69 @@ PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAt
 MIB = 1024 * 1024
 DIALOG = "bench-dialog"
 BUCKET = "bench"
-SIZES = {"img8k": 8 * 1024, "video256m": 256 * MIB, "big1g": 1024 * MIB}
-TARGETS = ["origin", "nginx", "gateway"]
+ORIGINS = ["fast", "seaweed"]
+ORIGIN_WHAT = {
+    "fast": "nginx serving the object files statically (sendfile)",
+    "seaweed": "SeaweedFS `weed mini`, its S3 port read anonymously",
+}
+TARGETS = ["origin", "nginx", "gateway", "gateway_nolimits"]
+SCENARIOS = ["small_200", "small_304", "video_256m", "range_64k", "stream_1g", "slow_200",
+             "slow_500"]
+DEFAULT_DURATION = 10
+DEFAULT_SLOW_SECONDS = 15
 # SeaweedFS's gRPC listeners sit this far above their HTTP port.
 GRPC_OFFSET = 10_000
 
 
 def log(msg):
     print(f"[load] {msg}", file=sys.stderr, flush=True)
+
+
+def object_path(oid):
+    """An object's path on an origin (and on the nginx proxy in front of it): path-style S3."""
+    return f"/{BUCKET}/support-chat/dialogs/{DIALOG}/{oid}"
+
+
+def gateway_path(oid):
+    return f"/api/support-chat/attachments/{DIALOG}/{oid}"
+
+
+def parse_cpus(spec):
+    """A taskset-style CPU list ("1", "0-3", "0,2") as a set of CPU numbers."""
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def cpu_list(cpus):
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+@dataclass
+class Target:
+    """One server under load: where it listens, how its objects are named and asked for."""
+    name: str
+    pid: int
+    port: int
+    path: Callable[[str], str]
+    headers: dict
+    # The directory the "no temp files" check watches (a proxy's own temp dir or TMPDIR).
+    temp_dir: Optional[Path] = None
+    log_path: Optional[Path] = None  # a gateway's log, read for limiter fallbacks
+    etag: Optional[str] = None
+
+
+@dataclass
+class Shared:
+    """What every gateway of the run shares: catalog, S3 identity, token secret, tuning."""
+    db_url: str
+    access_key: str
+    secret_key: str
+    hs_secret: str
+    threads: int
+    memory_cache: bool
 
 
 # ---------------------------------------------------------------- processes and ports
@@ -81,35 +144,64 @@ def wait_port(port, proc, name, within=60):
 
 
 class Procs:
-    """Everything this run started, each in its own process group, stopped at the end."""
+    """Every server this run started, each in its own process group and pinned to the server
+    CPUs with taskset (children such as nginx workers inherit it), stopped at the end."""
 
-    def __init__(self):
+    def __init__(self, cpus):
+        self.cpus = cpus
         self.procs = {}
 
     def start(self, name, args, log_path, **kw):
         out = open(log_path, "wb")
         proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            ["taskset", "-c", cpu_list(self.cpus)] + [str(a) for a in args],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, **kw)
         self.procs[name] = proc
         return proc
 
-    def stop_all(self):
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
+    def stop(self, name):
+        proc = self.procs.pop(name)
+        for sig, wait in [(signal.SIGTERM, 10), (signal.SIGKILL, None)]:
+            if proc.poll() is not None:
+                return
             try:
-                proc.wait(timeout=10)
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait)
+                return
             except subprocess.TimeoutExpired:
+                pass
+
+    def stop_all(self):
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def check_pinning(self):
+        """Every thread of every running server may run on the server CPUs only."""
+        for name, proc in self.procs.items():
+            for pid in process_tree(proc.pid):
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:
+                    continue  # gone meanwhile
+                for tid in tids:
+                    allowed = proc_status(f"/proc/{pid}/task/{tid}/status", "Cpus_allowed_list")
+                    if allowed is not None and parse_cpus(allowed) != self.cpus:
+                        raise SystemExit(f"{name}: thread {tid} may run on CPUs {allowed}")
+
+
+def proc_status(path, field):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def process_tree(root):
@@ -146,14 +238,67 @@ def peak_rss_kib(root):
     """Sum of VmHWM over the process tree: the peak since the last reset."""
     total = 0
     for pid in process_tree(root):
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
+        hwm = proc_status(f"/proc/{pid}/status", "VmHWM")
+        total += int(hwm.split()[0]) if hwm else 0
     return total
+
+
+# ---------------------------------------------------------------- temp files
+
+
+def temp_usage(temp_dir, root_pid):
+    """(files, bytes) under `temp_dir`: the files in it, plus those the server's processes
+    still hold open after unlinking them (a spooling proxy's temp files look like that)."""
+    sizes = {}
+    for dirpath, _, names in os.walk(temp_dir):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    prefix = f"{temp_dir}/"
+    for pid in process_tree(root_pid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            link = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(link).startswith(prefix):
+                    st = os.stat(link)
+                    sizes[(st.st_dev, st.st_ino)] = st.st_size
+            except OSError:
+                continue
+    return len(sizes), sum(sizes.values())
+
+
+class TempWatch(threading.Thread):
+    """Samples a server's temp dir while one run lasts: files deleted when their response ends
+    would not be seen by a look afterwards."""
+
+    def __init__(self, target):
+        super().__init__(daemon=True)
+        self.target = target
+        self.peak_files = self.peak_bytes = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        while True:
+            files, size = temp_usage(self.target.temp_dir, self.target.pid)
+            self.peak_files = max(self.peak_files, files)
+            self.peak_bytes = max(self.peak_bytes, size)
+            if self.stopping.wait(0.5):
+                return
+
+    def finish(self):
+        self.stopping.set()
+        self.join()
+        files, size = temp_usage(self.target.temp_dir, self.target.pid)
+        return {"peak_files": max(self.peak_files, files), "peak_bytes": max(self.peak_bytes, size),
+                "files_after": files, "bytes_after": size}
 
 
 # ---------------------------------------------------------------- the servers
@@ -167,8 +312,8 @@ def start_seaweed(procs, tmp, taken, access_key, secret_key):
     identities = {"identities": [
         {"name": "gateway", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
          "actions": ["Admin", "Read", "Write", "List"]},
-        # nginx and the bare-origin runs read without any signature: SeaweedFS's special
-        # "anonymous" identity gets Read (and nothing else).
+        # nginx, the bare-origin runs and the static copy read without any signature:
+        # SeaweedFS's special "anonymous" identity gets Read (and nothing else).
         {"name": "anonymous", "actions": ["Read"]},
     ]}
     (d / "s3.json").write_text(json.dumps(identities))
@@ -180,7 +325,7 @@ def start_seaweed(procs, tmp, taken, access_key, secret_key):
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + GRPC_OFFSET}"]
     proc = procs.start("seaweed", args, d / "weed.out", cwd=d, env={**os.environ, "TMPDIR": str(d)})
     wait_port(ports["s3"], proc, "weed mini")
-    return proc, ports
+    return Target("origin", proc.pid, ports["s3"], object_path, {})
 
 
 def start_redis(procs, tmp, taken):
@@ -189,14 +334,15 @@ def start_redis(procs, tmp, taken):
                                  "--save", "", "--appendonly", "no", "--dir", str(tmp)],
                        tmp / "redis.out")
     wait_port(port, proc, "redis-server")
-    return proc, port
+    return port
 
 
-def start_nginx(procs, tmp, taken, origin_port, workers):
+def start_nginx(procs, name, d, taken, workers, http_extra, server_body):
+    """nginx with one config shape for both roles; `temp/` is where it would spool bodies."""
     port = free_port(taken)
-    d = tmp / "nginx"
-    (d / "temp").mkdir(parents=True)
-    os.chmod(d / "temp", 0o777)
+    temp = d / "temp"
+    temp.mkdir(parents=True)
+    os.chmod(temp, 0o777)  # the workers run as nobody
     conf = f"""
 daemon off;
 worker_processes {workers};
@@ -205,48 +351,73 @@ error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    client_body_temp_path {d}/temp/body;
-    proxy_temp_path {d}/temp/proxy;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+{http_extra}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+{server_body}
+    }}
+}}
+"""
+    (d / "nginx.conf").write_text(conf)
+    proc = procs.start(name, ["nginx", "-p", d, "-c", d / "nginx.conf"], d / "nginx.out")
+    wait_port(port, proc, name)
+    return proc, port, temp
+
+
+def start_static_origin(procs, d, taken, workers, root):
+    http_extra = """
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=64;
+"""
+    # The gateway asks for the bucket itself twice: `HEAD /{BUCKET}` is its storage ping
+    # (/readyz), `GET /{BUCKET}?list-type=2` its cleanup pass, which an empty listing ends.
+    listing = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+               f'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{BUCKET}</Name>'
+               '<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>')
+    server_body = f"""
+        root {root};
+        location = /{BUCKET} {{
+            default_type application/xml;
+            return 200 '{listing}';
+        }}
+"""
+    proc, port, _ = start_nginx(procs, "fast-origin", d, taken, workers, http_extra, server_body)
+    return Target("origin", proc.pid, port, object_path, {})
+
+
+def start_proxy(procs, origin, d, taken, workers, origin_port):
+    http_extra = f"""
     upstream origin {{
         server 127.0.0.1:{origin_port};
         keepalive 128;
     }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
+"""
+    server_body = """
+        location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             # Stream large bodies to the client instead of spooling them to disk.
             proxy_max_temp_file_size 0;
-        }}
-    }}
-}}
+        }
 """
-    (d / "nginx.conf").write_text(conf)
-    proc = procs.start("nginx", ["nginx", "-p", str(d), "-c", str(d / "nginx.conf")],
-                       d / "nginx.out")
-    wait_port(port, proc, "nginx")
-    return proc, port
+    proc, port, temp = start_nginx(procs, f"{origin}-nginx", d, taken, workers, http_extra,
+                                   server_body)
+    return Target("nginx", proc.pid, port, object_path, {}, temp_dir=temp)
 
 
-def gateway_toml(listen, admin, db_url, s3_port, access_key, secret_key, hs_secret, redis_port,
-                 threads, memory_cache=True):
+def gateway_toml(listen, admin, origin_port, redis_port, shared):
     redis = f'redis_url = "redis://127.0.0.1:{redis_port}/"' if redis_port else ""
     # Limits high enough never to refuse the load itself: what is measured is their cost.
-    limits = f"""
-[limits]
-{redis}
-user_per_minute = 1000000000
-ip_per_minute = 1000000000
-burst = 1000000000
-max_concurrent_per_user = 100000
-"""
+    # Without `redis_url` the same limits are kept in process.
     return f"""
 [server]
 listen = "127.0.0.1:{listen}"
 admin_listen = "127.0.0.1:{admin}"
-threads = {threads}
+threads = {shared.threads}
 grace_period_s = 1
 
 [app]
@@ -254,44 +425,58 @@ upstream = "127.0.0.1:9"
 
 [auth]
 algorithms = ["HS256"]
-hs_secret = "{hs_secret}"
+hs_secret = "{shared.hs_secret}"
 
 [catalog]
-database_url = "{db_url}"
+database_url = "{shared.db_url}"
 
 [storage]
 provider = "s3"
-endpoint = "http://127.0.0.1:{s3_port}"
+endpoint = "http://127.0.0.1:{origin_port}"
 region = "us-east-1"
 bucket = "{BUCKET}"
 path_style = true
-access_key_id = "{access_key}"
-secret_access_key = "{secret_key}"
+access_key_id = "{shared.access_key}"
+secret_access_key = "{shared.secret_key}"
 read_timeout_ms = 60000
-{"" if memory_cache else "memory_cache_bytes = 0"}
+{"" if shared.memory_cache else "memory_cache_bytes = 0"}
 
 [http]
 max_object_bytes = {2 * 1024 * MIB}
-{limits}
+
+[limits]
+{redis}
+user_per_minute = 1000000000
+ip_per_minute = 1000000000
+burst = 1000000000
+max_concurrent_per_user = 100000
+
 [log]
 level = "warn"
 format = "text"
 """
 
 
-def gateway_accepts(toml_path):
+def gateway_env(**extra):
+    # DATABASE_URL in the environment would override the config's own database.
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    res = subprocess.run([str(GATEWAY), "check-config", "--config", str(toml_path)],
-                         capture_output=True, text=True, env=env)
-    return res.returncode == 0, res.stdout + res.stderr
+    return {**env, **extra}
 
 
-def wait_ready(admin_port, proc, within=60):
+def write_gateway_config(path, *toml_args):
+    path.write_text(gateway_toml(*toml_args))
+    res = subprocess.run([GATEWAY, "check-config", "--config", path], capture_output=True,
+                         text=True, env=gateway_env())
+    if res.returncode != 0:
+        raise SystemExit(f"gateway config {path} refused:\n{res.stdout}{res.stderr}")
+
+
+def wait_ready(admin_port, proc, log_path, within=60):
     deadline = time.monotonic() + within
     url = f"http://127.0.0.1:{admin_port}/readyz"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit("the gateway exited; see gateway.out")
+            raise SystemExit(f"the gateway exited; see {log_path}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -299,15 +484,70 @@ def wait_ready(admin_port, proc, within=60):
         except OSError:
             pass
         time.sleep(0.2)
-    raise SystemExit("the gateway never became ready")
+    raise SystemExit(f"the gateway never became ready; see {log_path}")
+
+
+def start_gateway(procs, name, proc_name, d, taken, origin_port, redis_port, shared, token):
+    """One gateway process with its own ports, log and empty TMPDIR (the "no temp files"
+    check looks there)."""
+    port, admin = free_port(taken), free_port(taken)
+    tmpdir = d / "tmp"
+    tmpdir.mkdir(parents=True)
+    toml = d / "gateway.toml"
+    write_gateway_config(toml, port, admin, origin_port, redis_port, shared)
+    log_path = d / "gateway.out"
+    proc = procs.start(proc_name, [GATEWAY, "run", "--config", toml], log_path,
+                       env=gateway_env(TMPDIR=str(tmpdir)))
+    wait_ready(admin, proc, log_path)
+    return Target(name, proc.pid, port, gateway_path, {"Authorization": f"Bearer {token}"},
+                  temp_dir=tmpdir, log_path=log_path)
+
+
+# ---------------------------------------------------------------- seeding
+
+
+def seed(tmp, taken, origin_port, redis_port, shared):
+    """Migrate the fresh database and upload the objects through the gateway's own S3 client:
+    the object sizes by id, and a bearer token for the dialog's owner."""
+    toml = tmp / "seed.toml"
+    write_gateway_config(toml, free_port(taken), free_port(taken), origin_port, redis_port,
+                         shared)
+    subprocess.run([GATEWAY, "migrate", "--config", toml], check=True, env=gateway_env(),
+                   stdout=subprocess.DEVNULL)
+    log("seeding: uploading 8 KiB, 256 MiB and 1 GiB objects through signed S3 PUTs")
+    out = subprocess.run([SEEDER, toml], check=True, env=gateway_env(), capture_output=True,
+                         text=True).stdout.splitlines()
+    objects = {}
+    for line in out:
+        if line.startswith("object="):
+            oid, size = line[len("object="):].split()
+            objects[oid] = int(size)
+    token = next(line.split("=", 1)[1] for line in out if line.startswith("token="))
+    return objects, token
+
+
+def copy_objects(seaweed, objects, root):
+    """The seeded objects as plain files for the static origin, each downloaded anonymously
+    from SeaweedFS, so both origins serve the same bytes under the same paths."""
+    for oid, size in objects.items():
+        path = root / object_path(oid).lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["curl", "-sf", "--max-time", "300", "-o", path,
+                        f"http://127.0.0.1:{seaweed.port}{seaweed.path(oid)}"], check=True)
+        if path.stat().st_size != size:
+            raise SystemExit(f"copy of {oid}: {path.stat().st_size} bytes, not {size}")
+    # nginx's workers run as nobody: they must be able to read the files whatever the umask.
+    for dirpath, _, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
 
 
 # ---------------------------------------------------------------- load
 
 
 def probe(port, path, headers):
-    """One request: (status, ETag, body length), to check each target serves what we think."""
-    import http.client
+    """One request: (status, ETag, body length)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", path, headers=headers)
     resp = conn.getresponse()
@@ -316,6 +556,22 @@ def probe(port, path, headers):
         n += len(chunk)
     conn.close()
     return resp.status, resp.getheader("ETag"), n
+
+
+def check_target(origin, t, objects):
+    """Before any load: the target serves the small object whole, answers its own ETag with
+    304 and a 64 KiB range with 206, so that no scenario measures error answers."""
+    status, etag, n = probe(t.port, t.path("img8k"), t.headers)
+    if status != 200 or n != objects["img8k"] or not etag:
+        raise SystemExit(f"{origin} {t.name}: GET img8k answered {status}, {n} bytes, ETag {etag}")
+    status, _, _ = probe(t.port, t.path("img8k"), {**t.headers, "If-None-Match": etag})
+    if status != 304:
+        raise SystemExit(f"{origin} {t.name}: If-None-Match {etag} answered {status}")
+    status, _, n = probe(t.port, t.path("video256m"), {**t.headers, "Range": "bytes=65536-131071"})
+    if status != 206 or n != 65536:
+        raise SystemExit(f"{origin} {t.name}: a 64 KiB range answered {status}, {n} bytes")
+    t.etag = etag
+    log(f"{origin} {t.name}: 127.0.0.1:{t.port} ok, ETag {etag}")
 
 
 def run_wrk(url, headers, duration, conns, threads, env_extra=None):
@@ -341,11 +597,11 @@ def run_wrk(url, headers, duration, conns, threads, env_extra=None):
 
 def run_curl(url, headers):
     """One full download to /dev/null: MB/s and time to first byte."""
-    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{speed_download} "
-            "%{time_starttransfer} %{time_total} %{size_download}"]
+    args = ["curl", "-s", "--max-time", "300", "-o", "/dev/null", "-w",
+            "%{http_code} %{speed_download} %{time_starttransfer} %{time_total} %{size_download}"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=600).stdout
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=360).stdout
     code, speed, ttfb, total, size = out.split()
     return {"rps": 1 / float(total), "mbps": float(speed) / MIB, "p50_ms": float(ttfb) * 1000,
             "p99_ms": float(ttfb) * 1000, "requests": 1, "errors": int(code != "200"),
@@ -396,33 +652,22 @@ async def slow_readers(port, path, headers, n, seconds, rcvbuf=8192, chunk=4096,
     ttfbs.sort()
     pick = (lambda q: ttfbs[min(len(ttfbs) - 1, int(q * len(ttfbs)))] * 1000) if ttfbs else (
         lambda q: float("nan"))
+    # A non-200 answer is an error too: it holds no body open.
+    wrong = sum(v for k, v in statuses.items() if k != 200)
     return {"rps": len(ttfbs) / secs, "mbps": received[0] / secs / MIB, "p50_ms": pick(0.5),
-            "p99_ms": pick(0.99), "requests": len(ttfbs), "errors": failures[0],
+            "p99_ms": pick(0.99), "requests": len(ttfbs), "errors": failures[0] + wrong,
             "statuses": statuses}
 
 
-def redis_calls(port):
-    """Per-command call counts of the benchmark's own Redis (`INFO commandstats`)."""
-    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "INFO",
-                          "commandstats"], capture_output=True, text=True).stdout
-    calls = {}
-    for line in out.splitlines():
-        if line.startswith("cmdstat_"):
-            name, rest = line[len("cmdstat_"):].split(":", 1)
-            calls[name] = int(rest.split(",")[0].split("=")[1])
-    return calls
-
-
-def redis_round_trips(redis_port, gw_port, path, headers, n=200):
+def redis_round_trips(redis_port, gw, n=200):
     """Exact Redis round trips per gateway request: MONITOR while `n` sequential requests are
     served; commands a Lua script runs inside Redis show as `[db lua]` and are no round trip."""
-    import http.client
     mon = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", str(redis_port), "monitor"],
                            stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    conn = http.client.HTTPConnection("127.0.0.1", gw_port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     for _ in range(n):
-        conn.request("GET", path, headers=headers)
+        conn.request("GET", gw.path("img8k"), headers=gw.headers)
         conn.getresponse().read()
     conn.close()
     time.sleep(0.5)
@@ -432,79 +677,238 @@ def redis_round_trips(redis_port, gw_port, path, headers, n=200):
     by_cmd = {}
     for cmd in top:
         by_cmd[cmd] = by_cmd.get(cmd, 0) + 1
+    if not top:
+        return "limits configured, but the gateway sent Redis no command"
     inner = len(lines) - len(top)
     detail = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(by_cmd.items()))
     # Requests served while the limiter backs off after a slow Redis call make no round trip:
     # judge the requests that did consult Redis (one check script each).
     consulted = by_cmd.get("EVALSHA", 0) + by_cmd.get("EVAL", 0)
     per_consulted = len(top) / consulted if consulted else len(top) / n
-    return per_consulted, (
-        f"{per_consulted:.2f} round trips per request that consults Redis; {consulted / n:.0%} "
-        f"of {n} sequential requests did (per request: {detail}; plus {inner / n:.2f} commands "
-        "run inside Lua scripts)")
+    return (f"{per_consulted:.2f} round trips per request that consults Redis; "
+            f"{consulted / n:.0%} of {n} sequential requests did (per request: {detail}; "
+            f"plus {inner / n:.2f} commands run inside Lua scripts)")
+
+
+@dataclass
+class Scenario:
+    name: str
+    unit: str  # what the summary compares: "rps", "mbps" or "rss" (peak RSS)
+    run: Callable[[Target], dict]
+
+
+def scenarios(args, objects, wrk_threads):
+    d, c, s = args.duration, args.connections, args.slow_seconds
+
+    def url(t, oid):
+        return f"http://127.0.0.1:{t.port}{t.path(oid)}"
+
+    def slow(n):
+        return lambda t: asyncio.run(slow_readers(t.port, t.path("video256m"), t.headers, n, s))
+
+    every = [
+        Scenario("small_200", "rps", lambda t: run_wrk(url(t, "img8k"), t.headers, d, c,
+                                                       wrk_threads)),
+        Scenario("small_304", "rps", lambda t: run_wrk(
+            url(t, "img8k"), {**t.headers, "If-None-Match": t.etag}, d, c, wrk_threads)),
+        Scenario("video_256m", "mbps", lambda t: run_wrk(url(t, "video256m"), t.headers, d, 4, 1)),
+        Scenario("range_64k", "rps", lambda t: run_wrk(
+            url(t, "video256m"), t.headers, d, c, wrk_threads,
+            {"RANGE_OBJECT_SIZE": str(objects["video256m"])})),
+        Scenario("stream_1g", "mbps", lambda t: run_curl(url(t, "big1g"), t.headers)),
+        Scenario("slow_200", "rss", slow(200)),
+        Scenario("slow_500", "rss", slow(500)),
+    ]
+    if args.only:
+        wanted = args.only.split(",")
+    else:
+        wanted = [n for n in SCENARIOS if not (args.quick and n == "stream_1g")]
+    return [sc for sc in every if sc.name in wanted]
+
+
+def measure(sc, t, origin, args, out_dir):
+    """One scenario against one target, with that run's own peak RSS, and for the slow
+    readers what the target wrote to its temp dir meanwhile."""
+    time.sleep(1)  # let the previous run's connections close
+    reset_peak_rss(t.pid)
+    perf = None
+    if args.perf and t.name == "gateway":
+        perf = subprocess.Popen(
+            ["perf", "record", "-F", "999", "-g", "-p", str(t.pid), "-o",
+             str(out_dir / f"perf-{origin}-{sc.name}.data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watch = TempWatch(t) if sc.unit == "rss" and t.temp_dir else None
+    try:
+        r = sc.run(t)
+    finally:
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
+        temp = watch.finish() if watch else None
+    r["peak_rss_kib"] = peak_rss_kib(t.pid)
+    if temp:
+        r["temp_files"] = temp
+    log(f"{origin:7} {sc.name:10} {t.name:16} {r['rps']:9.1f} req/s {r['mbps']:8.1f} MB/s "
+        f"p50 {r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms "
+        f"rss {r['peak_rss_kib'] / 1024:7.1f} MiB errors {r['errors']} "
+        f"{r.get('error_detail') or r.get('statuses') or ''}")
+    return r
+
+
+# ---------------------------------------------------------------- one origin
+
+
+def start_targets(procs, origin, origin_target, tmp, taken, workers, redis_port, shared, token,
+                  wanted):
+    """The wanted targets of one origin, in TARGETS order: the origin itself, the nginx proxy
+    in front of it, and the two gateways (Redis limits, in-process limits) reading from it.
+    Every process started here is named `<origin>-...`, to be stopped with the origin."""
+    d = tmp / origin
+    start = {
+        "origin": lambda: origin_target,
+        "nginx": lambda: start_proxy(procs, origin, d / "nginx", taken, workers,
+                                     origin_target.port),
+        "gateway": lambda: start_gateway(procs, "gateway", f"{origin}-gateway", d / "gateway",
+                                         taken, origin_target.port, redis_port, shared, token),
+        "gateway_nolimits": lambda: start_gateway(
+            procs, "gateway_nolimits", f"{origin}-gateway_nolimits", d / "gateway_nolimits",
+            taken, origin_target.port, None, shared, token),
+    }
+    return [start[name]() for name in TARGETS if name in wanted]
+
+
+def run_origin(origin, targets, plan, objects, redis_port, args, out_dir):
+    """Every scenario against every target of one origin: results by scenario and target,
+    and what is reported as information (Redis round trips, limiter fallbacks)."""
+    for t in targets:
+        check_target(origin, t, objects)
+    results, info = {}, {}
+    for sc in plan:
+        results[sc.name] = {}
+        for t in targets:
+            results[sc.name][t.name] = measure(sc, t, origin, args, out_dir)
+            if t.name == "gateway" and sc.name == "small_200":
+                # Right after the plain small-object load, before slow readers can leave the
+                # limiter in its Redis-error fallback; after its 1 s back-off.
+                time.sleep(2)
+                info["redis_round_trips"] = redis_round_trips(redis_port, t)
+    gw = next((t for t in targets if t.name == "gateway"), None)
+    if gw:
+        info["redis_fallbacks"] = sum("redis call failed" in line for line in
+                                      gw.log_path.read_text(errors="replace").splitlines())
+    return results, info
 
 
 # ---------------------------------------------------------------- report
 
 
-def fmt_row(scenario, target, r, unit, ratios):
-    tput = f"{r['mbps']:.1f} MB/s" if unit == "mbps" else f"{r['rps']:.0f} req/s"
-    g_n, g_o = ratios
-    cells = [scenario, target, tput, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-             f"{r['peak_rss_kib'] / 1024:.1f}", str(r["errors"]),
-             g_n if target == "gateway" else "", g_o if target == "gateway" else ""]
-    return "| " + " | ".join(cells) + " |"
+def metric(r, unit):
+    if r is None:
+        return None
+    return r["peak_rss_kib"] / 1024 if unit == "rss" else r[unit]
 
 
-def table(results, scenarios):
-    lines = ["| scenario | server | throughput | p50 ms | p99 ms | peak RSS MiB | errors "
-             "| gw/nginx | gw/origin |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, unit, _ in scenarios:
-        rows = results.get(name, {})
-        key = "mbps" if unit == "mbps" else "rps"
-        gw = rows.get("gateway")
-        ratio = lambda other: (f"{gw[key] / rows[other][key]:.2f}x"
-                               if gw and other in rows and rows[other][key] else "")
-        for target in TARGETS:
-            if target in rows:
-                lines.append(fmt_row(name, target, rows[target], unit,
-                                     (ratio("nginx"), ratio("origin"))))
+def fmt(value, unit):
+    if value is None:
+        return ""
+    return {"rps": f"{value:.0f} req/s", "mbps": f"{value:.1f} MB/s",
+            "rss": f"{value:.1f} MiB"}[unit]
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else ""
+
+
+def summary_table(rows, plan):
+    """One origin: the gateway against the anchor, the origin and itself with local limits."""
+    lines = ["| scenario | origin | nginx proxy (anchor) | gateway | gateway / anchor "
+             "| gateway / origin | limits off | limits cost |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for sc in plan:
+        v = {t: metric(rows.get(sc.name, {}).get(t), sc.unit) for t in TARGETS}
+        g = v["gateway"]
+        cells = [sc.name, fmt(v["origin"], sc.unit), fmt(v["nginx"], sc.unit), fmt(g, sc.unit),
+                 ratio(g, v["nginx"]), ratio(g, v["origin"]),
+                 fmt(v["gateway_nolimits"], sc.unit), ratio(g, v["gateway_nolimits"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def verdicts(results, limiter):
-    def get(s, t, k):
-        return results.get(s, {}).get(t, {}).get(k)
+def detail_table(results, plan):
+    lines = ["| origin | scenario | server | throughput | p50 ms | p99 ms | peak RSS MiB "
+             "| errors |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for origin, rows in results.items():
+        for sc in plan:
+            for target, r in rows.get(sc.name, {}).items():
+                unit = "rps" if sc.unit == "rps" else "mbps"
+                cells = [origin, sc.name, target, fmt(r[unit], unit), f"{r['p50_ms']:.2f}",
+                         f"{r['p99_ms']:.2f}", f"{r['peak_rss_kib'] / 1024:.1f}",
+                         str(r["errors"])]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
+
+def temp_table(results):
+    lines = ["| origin | scenario | server | files (peak during run) | bytes (peak) "
+             "| files left after |", "|---|---|---|---:|---:|---:|"]
+    for origin, rows in results.items():
+        for name, by_target in rows.items():
+            for target, r in by_target.items():
+                if "temp_files" in r:
+                    tf = r["temp_files"]
+                    lines.append(f"| {origin} | {name} | {target} | {tf['peak_files']} "
+                                 f"| {tf['peak_bytes']} | {tf['files_after']} |")
+    return "\n".join(lines)
+
+
+def verdicts(fast):
+    """The issue's targets, read against the fast-origin run."""
     out = []
 
     def check(label, ok, detail):
         state = "n/a " if ok is None else ("MET " if ok else "MISS")
         out.append(f"- [{state}] {label}: {detail}")
 
-    gw, ng = get("small_200", "gateway", "rps"), get("small_200", "nginx", "rps")
-    check("small-object throughput >= nginx (no auth)", gw and ng and gw >= ng,
-          f"gateway {gw or 0:.0f} req/s vs nginx {ng or 0:.0f} req/s")
-    g304 = get("small_304", "gateway", "rps")
-    check("304 throughput >= 2x the 200 path", g304 and gw and g304 >= 2 * gw,
-          f"{g304 or 0:.0f} vs 2 x {gw or 0:.0f} req/s")
-    gv, ov = get("video_256m", "gateway", "mbps"), get("video_256m", "origin", "mbps")
-    check("large-object MB/s >= 0.9x bare origin", gv and ov and gv >= 0.9 * ov,
-          f"gateway {gv or 0:.1f} vs origin {ov or 0:.1f} MB/s ({(gv or 0) / (ov or 1):.2f}x)")
-    r1 = get("stream_1g", "gateway", "peak_rss_kib")
-    check("peak RSS < 64 MiB streaming 1 GiB", None if r1 is None else r1 < 64 * 1024,
-          f"{(r1 or 0) / 1024:.1f} MiB")
-    r5 = get("slow_500", "gateway", "peak_rss_kib")
-    check("peak RSS < 256 MiB with 500 slow readers", None if r5 is None else r5 < 256 * 1024,
-          f"{(r5 or 0) / 1024:.1f} MiB")
-    if limiter is None:
-        check("limiter: one Redis round trip per request", None,
-              "no Redis limiter in this build/config: ran without it")
-    else:
-        per_req, detail = limiter
-        check("limiter: one Redis round trip per request",
-              None if per_req is None else per_req <= 1.0, detail)
+    def value(scenario, target, unit):
+        return metric(fast.get(scenario, {}).get(target), unit)
+
+    def at_least(scenario, unit, other, factor, other_name):
+        g, o = value(scenario, "gateway", unit), value(scenario, other, unit)
+        ok = None if g is None or o is None else g >= factor * o
+        check(f"{scenario}: gateway >= {factor}x {other_name}", ok,
+              f"{fmt(g, unit) or '-'} vs {fmt(o, unit) or '-'} ({ratio(g, o) or '-'})")
+
+    at_least("small_200", "rps", "nginx", 1.5, "nginx proxy")
+    at_least("small_304", "rps", "nginx", 1.5, "nginx proxy's 304")
+    at_least("range_64k", "rps", "nginx", 1.0, "nginx proxy")
+    at_least("video_256m", "mbps", "nginx", 2.0, "nginx proxy")
+    at_least("video_256m", "mbps", "origin", 0.5, "origin")
+    for scenario, cap in [("slow_200", 64), ("slow_500", 256)]:
+        rss = value(scenario, "gateway", "rss")
+        check(f"{scenario}: gateway peak RSS <= {cap} MiB",
+              None if rss is None else rss <= cap, fmt(rss, "rss") or "-")
+    temps = [(s, t, fast[s][t]["temp_files"]) for s in ("slow_200", "slow_500") if s in fast
+             for t in ("gateway", "gateway_nolimits") if "temp_files" in fast[s].get(t, {})]
+    check("no temp files: nothing under the gateways' TMPDIR during/after the slow readers",
+          (all(tf["peak_files"] == 0 and tf["files_after"] == 0 for _, _, tf in temps)
+           if temps else None),
+          "; ".join(f"{s} {t}: {tf['peak_files']} files, {tf['peak_bytes']} bytes"
+                    for s, t, tf in temps) or "-")
+    for scenario in ("small_200", "small_304", "range_64k"):
+        g, n = fast.get(scenario, {}).get("gateway"), fast.get(scenario, {}).get(
+            "gateway_nolimits")
+        if not g or not n:
+            check(f"limits cost, {scenario}", None, "needs gateway and gateway_nolimits")
+            continue
+        parts = [("throughput", g["rps"] / n["rps"], g["rps"] >= 0.9 * n["rps"], ">= 0.9x"),
+                 ("p50", g["p50_ms"] / n["p50_ms"], g["p50_ms"] <= 1.1 * n["p50_ms"], "<= 1.1x"),
+                 ("p99", g["p99_ms"] / n["p99_ms"], g["p99_ms"] <= 1.1 * n["p99_ms"], "<= 1.1x")]
+        check(f"limits cost, {scenario}: Redis limits vs in-process",
+              all(ok for _, _, ok, _ in parts),
+              "; ".join(f"{what} {r:.2f}x ({'ok' if ok else 'MISS'}, {want})"
+                        for what, r, ok, want in parts)
+              + f" [{g['rps']:.0f} vs {n['rps']:.0f} req/s, p50 {g['p50_ms']:.2f} vs "
+              f"{n['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms]")
     return "\n".join(out)
 
 
@@ -516,35 +920,104 @@ def machine():
             break
     mem_kib = int(open("/proc/meminfo").readline().split()[1])
     versions = []
-    for cmd in (["nginx", "-v"], ["weed", "version"], ["wrk", "-v"]):
+    for cmd in (["nginx", "-v"], ["weed", "version"], ["wrk", "-v"], ["redis-server", "-v"],
+                PG_ADMIN + ["SHOW server_version"]):
         res = subprocess.run(cmd, capture_output=True, text=True)
         first = (res.stdout + res.stderr).strip().splitlines()
         versions.append(first[0] if first else cmd[0])
+    versions[-1] = f"PostgreSQL {versions[-1]}"
     return (f"{os.cpu_count()} x {model}, {mem_kib / 1024 / 1024:.0f} GiB RAM, Linux "
             f"{os.uname().release}; " + "; ".join(versions))
+
+
+def report(args, plan, results, info, load_avg):
+    server, load = cpu_list(args.server_cpus), cpu_list(args.load_cpus)
+    n = len(args.server_cpus)
+    lines = [
+        f"## Load test ({time.strftime('%Y-%m-%d %H:%M')}; {args.duration} s per wrk run, "
+        f"{args.connections} connections; slow readers (200, 500) for {args.slow_seconds} s "
+        f"each; stream_1g is one curl download{'; --quick' if args.quick else ''})", "",
+        f"Machine: {machine()}; load average before/after: {load_avg} / "
+        f"{open('/proc/loadavg').read().split()[0]}", "",
+        f"Pinning: every server (the origins, the nginx proxies and their workers, Redis, the "
+        f"gateways) on CPU {server} with taskset, checked per thread; the load tools (wrk, curl, "
+        f"the slow-reader client, this script) on CPU {load}. nginx `worker_processes {n}`, "
+        f"gateway `[server] threads = {n}`. PostgreSQL is the machine's own server and is "
+        "not pinned (the gateways read it only when their 30 s catalog cache misses).", "",
+        "Gateway: HS256 JWT, catalog, authz, SigV4 signing, limits in the run's own "
+        "redis-server (`gateway_nolimits`: the same config without `redis_url`, in-process "
+        "limits); small-body memory cache "
+        + ("off (--no-memory-cache)." if args.no_memory_cache else
+           "on (default: bodies up to 64 KiB, 32 MiB in all)."),
+    ]
+    for origin, rows in results.items():
+        lines += ["", f"### Origin `{origin}`: {ORIGIN_WHAT[origin]}", "",
+                  summary_table(rows, plan)]
+    lines += ["", "req/s for small_200, small_304, range_64k; MB/s (MiB/s) for video_256m and "
+              "stream_1g; peak RSS (VmHWM over the process tree) for slow_200/slow_500. "
+              "limits off = gateway_nolimits; limits cost = gateway / gateway_nolimits.", "",
+              "### Every run", "", detail_table(results, plan), "",
+              "Throughput is MB/s for video_256m, stream_1g and the slow readers (aggregate); "
+              "stream_1g and slow-reader latencies are time to the response head.", ""]
+    if any("temp_files" in r for rows in results.values() for by in rows.values()
+           for r in by.values()):
+        lines += ["### Temp files during the slow readers", "", temp_table(results), "",
+                  "Gateways: their own TMPDIR; nginx: its proxy temp dir (files in it, and "
+                  "unlinked ones still open).", ""]
+    for origin, i in info.items():
+        if "redis_round_trips" in i:
+            lines.append(f"Redis round trips per request ({origin}, information): "
+                         f"{i['redis_round_trips']}; {i['redis_fallbacks']} 'redis call failed' "
+                         "warnings in the gateway's log (each = 1 s of local limits).")
+    lines += ["", "### Verdicts (fast origin)", "",
+              verdicts(results["fast"]) if "fast" in results else "- [n/a ] fast origin not run",
+              ""]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- main
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int,
+                    help=f"seconds per wrk run (default {DEFAULT_DURATION}; 3 with --quick)")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--slow-readers", type=int, default=500)
-    ap.add_argument("--slow-seconds", type=int, default=15)
-    ap.add_argument("--only", help="comma-separated scenario names")
-    ap.add_argument("--targets", default=",".join(TARGETS))
-    ap.add_argument("--no-limits", action="store_true", help="run the gateway without Redis")
+    ap.add_argument("--slow-seconds", type=int,
+                    help=f"seconds per slow-reader run (default {DEFAULT_SLOW_SECONDS}; "
+                    "5 with --quick)")
+    ap.add_argument("--only", help=f"comma-separated scenarios, of {','.join(SCENARIOS)}")
+    ap.add_argument("--origins", default=",".join(ORIGINS), help="comma-separated, in order")
+    ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated filter")
+    ap.add_argument("--server-cpu", default="0", help="CPU list (taskset -c) of every server")
+    ap.add_argument("--load-cpu", default="1", help="CPU list of the load tools")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 s wrk runs, 5 s slow readers, no stream_1g: for fast iteration")
     ap.add_argument("--no-memory-cache", action="store_true",
                     help="storage.memory_cache_bytes = 0: every small read goes to the origin")
     ap.add_argument("--perf", action="store_true",
-                    help="record the gateway with `perf record -g` during each gateway run")
+                    help="record the gateway (limits on) with `perf record -g` during its runs")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     ap.add_argument("--out", default=str(ROOT / "target" / "load"), help="results directory")
     args = ap.parse_args()
+    args.duration = args.duration or (3 if args.quick else DEFAULT_DURATION)
+    args.slow_seconds = args.slow_seconds or (5 if args.quick else DEFAULT_SLOW_SECONDS)
+    for option, given, known in [("--origins", args.origins, ORIGINS),
+                                 ("--targets", args.targets, TARGETS),
+                                 ("--only", args.only or "", SCENARIOS)]:
+        unknown = [x for x in given.split(",") if x and x not in known]
+        if unknown:
+            ap.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    args.server_cpus, args.load_cpus = parse_cpus(args.server_cpu), parse_cpus(args.load_cpu)
+    if args.server_cpus & args.load_cpus:
+        ap.error("--server-cpu and --load-cpu overlap")
+    if not (args.server_cpus | args.load_cpus) <= os.sched_getaffinity(0):
+        ap.error(f"this process may only use CPUs {cpu_list(os.sched_getaffinity(0))}")
+    return args
 
-    for tool in ["weed", "nginx", "wrk", "curl", "psql", "redis-server", "redis-cli"]:
+
+def check_tools():
+    for tool in ["weed", "nginx", "wrk", "curl", "psql", "redis-server", "redis-cli", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"`{tool}` is missing: run benches/load/run.sh, which installs it")
     for binary in [GATEWAY, SEEDER]:
@@ -552,154 +1025,58 @@ def main():
             raise SystemExit(f"{binary} is missing: cargo build --release --bin "
                              "attachment-gateway --example load_seed")
 
+
+def main():
+    args = parse_args()
+    check_tools()
+    # This script and everything it runs itself (wrk, curl, the slow readers, redis-cli) stay
+    # on the load CPUs; the servers are started under taskset on the server CPUs.
+    os.sched_setaffinity(0, args.load_cpus)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gw-load-"))
-    procs = Procs()
+    os.chmod(tmp, 0o711)  # mkdtemp's 0700 would keep nginx's workers (nobody) out
+    procs = Procs(args.server_cpus)
     taken = set()
     db = f"gw_bench_{secrets.token_hex(6)}"
-    threads = os.cpu_count() or 2
+    workers = len(args.server_cpus)
+    origins = args.origins.split(",")
+    wanted_targets = args.targets.split(",")
     try:
         access_key = f"AKBENCH{secrets.token_hex(4).upper()}"
         secret_key = secrets.token_hex(20)
-        seaweed, weed_ports = start_seaweed(procs, tmp, taken, access_key, secret_key)
-        s3 = weed_ports["s3"]
+        seaweed = start_seaweed(procs, tmp, taken, access_key, secret_key)
+        redis_port = start_redis(procs, tmp, taken)
         subprocess.run(PG_ADMIN + [f"CREATE DATABASE {db}"], check=True)
-        db_url = f"postgres://postgres@127.0.0.1:5432/{db}"
+        shared = Shared(f"postgres://postgres@127.0.0.1:5432/{db}", access_key, secret_key,
+                        secrets.token_hex(24), workers, not args.no_memory_cache)
+        objects, token = seed(tmp, taken, seaweed.port, redis_port, shared)
+        plan = scenarios(args, objects, len(args.load_cpus))
 
-        redis_port = None
-        if not args.no_limits:
-            redis, redis_port = start_redis(procs, tmp, taken)
-        gw_port, admin_port = free_port(taken), free_port(taken)
-        hs_secret = secrets.token_hex(24)
-        toml_path = tmp / "gateway.toml"
-        toml_path.write_text(gateway_toml(gw_port, admin_port, db_url, s3, access_key,
-                                          secret_key, hs_secret, redis_port, threads,
-                                          not args.no_memory_cache))
-        ok, why = gateway_accepts(toml_path)
-        if not ok and redis_port:
-            log("this build does not accept [limits] redis_url; running without the limiter:\n"
-                + why)
-            redis_port = None
-            toml_path.write_text(gateway_toml(gw_port, admin_port, db_url, s3, access_key,
-                                              secret_key, hs_secret, None, threads,
-                                              not args.no_memory_cache))
-            ok, why = gateway_accepts(toml_path)
-        if not ok:
-            raise SystemExit(f"gateway config refused:\n{why}")
+        results, info = {}, {}
+        load_avg = open("/proc/loadavg").read().split()[0]
+        for origin in origins:
+            if origin == "fast":
+                root = tmp / "static"
+                copy_objects(seaweed, objects, root)
+                origin_target = start_static_origin(procs, tmp / "fast" / "origin", taken,
+                                                    workers, root)
+            else:
+                origin_target = seaweed
+            targets = start_targets(procs, origin, origin_target, tmp, taken, workers,
+                                    redis_port, shared, token, wanted_targets)
+            procs.check_pinning()
+            results[origin], info[origin] = run_origin(origin, targets, plan, objects,
+                                                       redis_port, args, out_dir)
+            # One origin's servers at a time (SeaweedFS, the seeding origin, stays up).
+            for name in [n for n in procs.procs if n.startswith(f"{origin}-")]:
+                procs.stop(name)
 
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        subprocess.run([str(GATEWAY), "migrate", "--config", str(toml_path)], check=True,
-                       env=env, stdout=subprocess.DEVNULL)
-        log("seeding: uploading 8 KiB, 256 MiB and 1 GiB objects through signed S3 PUTs")
-        seeded = subprocess.run([str(SEEDER), str(toml_path)], check=True, env=env,
-                                capture_output=True, text=True).stdout
-        token = next(l.split("=", 1)[1] for l in seeded.splitlines() if l.startswith("token="))
-
-        gateway = procs.start("gateway", [str(GATEWAY), "run", "--config", str(toml_path)],
-                              tmp / "gateway.out", env=env)
-        wait_ready(admin_port, gateway)
-        nginx, nginx_port = start_nginx(procs, tmp, taken, s3, threads)
-
-        servers = {
-            "origin": (seaweed.pid, s3, lambda oid: f"/{BUCKET}/support-chat/dialogs/{DIALOG}/{oid}", {}),
-            "nginx": (nginx.pid, nginx_port, lambda oid: f"/{BUCKET}/support-chat/dialogs/{DIALOG}/{oid}", {}),
-            "gateway": (gateway.pid, gw_port, lambda oid: f"/api/support-chat/attachments/{DIALOG}/{oid}",
-                        {"Authorization": f"Bearer {token}"}),
-        }
-        servers = {t: servers[t] for t in args.targets.split(",")}
-        etags = {}
-        for target, (_, port, path, headers) in servers.items():
-            status, etag, n = probe(port, path("img8k"), headers)
-            if status != 200 or n != SIZES["img8k"]:
-                raise SystemExit(f"{target}: GET img8k answered {status} with {n} bytes")
-            etags[target] = etag
-            log(f"{target}: 127.0.0.1:{port} ok, ETag {etag}")
-
-        d, c = args.duration, args.connections
-        # name, unit, how to run it against one target
-        scenarios = [
-            ("small_200", "rps", lambda t, port, path, h: run_wrk(
-                f"http://127.0.0.1:{port}{path('img8k')}", h, d, c, 2)),
-            ("small_304", "rps", lambda t, port, path, h: run_wrk(
-                f"http://127.0.0.1:{port}{path('img8k')}", {**h, "If-None-Match": etags[t]},
-                d, c, 2)),
-            ("video_256m", "mbps", lambda t, port, path, h: run_wrk(
-                f"http://127.0.0.1:{port}{path('video256m')}", h, d, 4, 1)),
-            ("range_64k", "rps", lambda t, port, path, h: run_wrk(
-                f"http://127.0.0.1:{port}{path('video256m')}", h, d, c, 2,
-                {"RANGE_OBJECT_SIZE": str(SIZES["video256m"])})),
-            ("stream_1g", "mbps", lambda t, port, path, h: run_curl(
-                f"http://127.0.0.1:{port}{path('big1g')}", h)),
-            ("slow_500", "mbps", lambda t, port, path, h: asyncio.run(slow_readers(
-                port, path("video256m"), h, args.slow_readers, args.slow_seconds))),
-        ]
-        if args.only:
-            wanted = args.only.split(",")
-            scenarios = [s for s in scenarios if s[0] in wanted]
-
-        results, limiter_calls, limiter_requests, limiter = {}, {}, 0, None
-        load_before = open("/proc/loadavg").read().split()[0]
-        for name, unit, run in scenarios:
-            results[name] = {}
-            for target, (pid, port, path, headers) in servers.items():
-                time.sleep(1)  # let the previous run's connections close
-                reset_peak_rss(pid)
-                before = redis_calls(redis_port) if redis_port and target == "gateway" else None
-                perf = None
-                if args.perf and target == "gateway":
-                    perf = subprocess.Popen(
-                        ["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o",
-                         str(out_dir / f"perf-{name}.data")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                r = run(target, port, path, headers)
-                if perf:
-                    perf.send_signal(signal.SIGINT)
-                    perf.wait()
-                r["peak_rss_kib"] = peak_rss_kib(pid)
-                if before is not None and name in ("small_200", "range_64k"):
-                    after = redis_calls(redis_port)
-                    for cmd, n in after.items():
-                        limiter_calls[cmd] = limiter_calls.get(cmd, 0) + n - before.get(cmd, 0)
-                    limiter_requests += r["requests"]
-                results[name][target] = r
-                if redis_port and target == "gateway" and name == "small_200":
-                    # Right after the plain small-object load, before slow readers can leave
-                    # the limiter in its Redis-error fallback; after its 1 s back-off.
-                    time.sleep(2)
-                    per_req, detail = redis_round_trips(redis_port, port, path("img8k"), headers)
-                    limiter = (per_req if per_req > 0 else None, detail if per_req > 0 else
-                               "limits configured, but the gateway sent Redis no command")
-                log(f"{name:11} {target:8} {r['rps']:9.1f} req/s {r['mbps']:9.1f} MB/s "
-                    f"p50 {r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms "
-                    f"rss {r['peak_rss_kib'] / 1024:7.1f} MiB errors {r['errors']} "
-                    f"{r.get('error_detail') or r.get('statuses') or ''}")
-
-        if redis_port and "gateway" in servers:
-            if limiter_requests:
-                calls = {k: v for k, v in limiter_calls.items() if v > 0 and k != "info"}
-                log("commandstats per request during small_200/range_64k: " + ", ".join(
-                    f"{k} {v / limiter_requests:.2f}" for k, v in calls.items()))
-
-        fallbacks = sum("redis call failed" in line for line in
-                        (tmp / "gateway.out").read_text(errors="replace").splitlines())
-        if redis_port:
-            log(f"gateway log: {fallbacks} 'redis call failed' warnings (each = 1 s of local "
-                "limits)")
-        report = "\n".join([
-            f"## Load test ({time.strftime('%Y-%m-%d %H:%M')}; {d} s per wrk run, "
-            f"{c} connections; {args.slow_readers} slow readers for {args.slow_seconds} s)",
-            "", f"Machine: {machine()}; load average before/after: {load_before} / "
-            f"{open('/proc/loadavg').read().split()[0]}", "",
-            f"Gateway limiter: {'Redis (own redis-server)' if redis_port else 'not configured'}"
-            + (f"; {fallbacks} Redis-failure fallbacks logged" if redis_port else ""),
-            "", "Gateway small-body memory cache: "
-            + ("off (--no-memory-cache)" if args.no_memory_cache else
-               "on (default: bodies up to 64 KiB, 32 MiB in all)"),
-            "", table(results, scenarios), "", "Targets:", verdicts(results, limiter), ""])
-        print(report)
-        (out_dir / "report.md").write_text(report)
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        text = report(args, plan, results, info, load_avg)
+        print(text)
+        (out_dir / "report.md").write_text(text)
+        (out_dir / "results.json").write_text(json.dumps({"results": results, "info": info},
+                                                         indent=2))
         log(f"written to {out_dir}/report.md and results.json")
     finally:
         procs.stop_all()

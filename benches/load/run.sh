@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command for the side-by-side load test (see BENCHMARKS.md): installs the tools it needs
-# (wrk, nginx, SeaweedFS, the PostgreSQL/Redis clients and servers), builds the release gateway
-# and the seeder, then runs benches/load/run.py, which starts everything on 127.0.0.1 and
-# prints one table. Extra arguments go to run.py (e.g. --duration 5, --only small_200, --perf).
+# (wrk, nginx, SeaweedFS, the PostgreSQL/Redis clients and servers, taskset), builds the release
+# gateway and the seeder, then runs benches/load/run.py, which starts everything on 127.0.0.1,
+# servers on one CPU and load tools on another, and prints the tables and verdicts. Extra
+# arguments go to run.py (e.g. --quick, --origins fast, --only small_200, --perf).
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), as the test suite does.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +12,7 @@ need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v taskset >/dev/null || need_apt+=(util-linux)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ "${#need_apt[@]}" -gt 0 ]; then
