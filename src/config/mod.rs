@@ -425,8 +425,9 @@ pub struct LimitsConfig {
     /// admitted from its own view (`limits::batch`); zero is strict mode, one Redis round
     /// trip per request.
     pub sync_interval: Duration,
-    /// `limits.sync_batch`: at most this many requests per key admitted by one instance that
-    /// Redis has not counted yet; the overshoot across N instances is (N - 1) x this.
+    /// `limits.sync_batch` (default: an eighth of `burst`): at most this many requests per key
+    /// admitted by one instance that Redis has not counted yet; the overshoot across N
+    /// instances is (N - 1) x this.
     pub sync_batch: u32,
     /// A body longer than this holds a download slot while it streams; shorter bodies finish
     /// at once and only count against the rate limits.

@@ -463,13 +463,14 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
         ("allow", OnRedisError::Allow),
         ("deny", OnRedisError::Deny),
     ];
+    let burst = c.u32("limits.burst", raw.burst, 200);
     LimitsConfig {
         redis_url,
         redis_cluster_nodes,
         redis_ca,
         user_per_minute: c.u32("limits.user_per_minute", raw.user_per_minute, 600),
         ip_per_minute: c.u32("limits.ip_per_minute", raw.ip_per_minute, 1200),
-        burst: c.u32("limits.burst", raw.burst, 200),
+        burst,
         max_concurrent_per_user: c.u32(
             "limits.max_concurrent_per_user",
             raw.max_concurrent_per_user,
@@ -489,7 +490,9 @@ fn limits(raw: RawLimits, c: &mut Checker) -> LimitsConfig {
             60_000,
         )),
         sync_interval: Duration::from_millis(c.int("limits.sync_ms", raw.sync_ms, 50, 0, 10_000)),
-        sync_batch: c.u32("limits.sync_batch", raw.sync_batch, 32),
+        // An eighth of the burst: a busy key flushes every few dozen requests, not every few,
+        // and N instances together overshoot by at most (N - 1)/8 of the burst.
+        sync_batch: c.u32("limits.sync_batch", raw.sync_batch, (burst / 8).max(1)),
         lease_over_bytes: c.int(
             "limits.lease_over_bytes",
             raw.lease_over_bytes,
