@@ -59,11 +59,26 @@ fn numeric_date(value: Option<&Value>) -> Result<Option<f64>, ()> {
 
 /// `exp` is required and refused on or after expiry (RFC 7519 §4.1.4); `nbf`, when present,
 /// refused before it (§4.1.5); both with `leeway_s` of clock skew.
+/// When a token may be accepted (seconds since the Unix epoch, leeway included): from `from`
+/// (its `nbf`, if any) until before `until` (its `exp`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub from: Option<f64>,
+    pub until: f64,
+}
+
+impl Window {
+    pub fn contains(&self, now: u64) -> bool {
+        let now = now as f64;
+        now < self.until && self.from.is_none_or(|from| now >= from)
+    }
+}
+
 pub(super) fn check_times(
     claims: &Map<String, Value>,
     now: u64,
     leeway_s: u64,
-) -> Result<(), AuthError> {
+) -> Result<Window, AuthError> {
     let (now, leeway) = (now as f64, leeway_s as f64);
     let exp = numeric_date(claims.get("exp"))
         .map_err(|()| AuthError::BadClaims("bad_exp"))?
@@ -75,7 +90,10 @@ pub(super) fn check_times(
     if nbf.is_some_and(|nbf| now + leeway < nbf) {
         return Err(AuthError::NotYetValid);
     }
-    Ok(())
+    Ok(Window {
+        from: nbf.map(|nbf| nbf - leeway),
+        until: exp + leeway,
+    })
 }
 
 /// `[A-Za-z0-9_-]{1,128}`: the id goes into storage keys and queries, so nothing else passes.

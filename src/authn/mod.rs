@@ -6,6 +6,7 @@
 //! (finding the token), `verify` (header and signature), `keys` (which key) and `claims`
 //! (times and the `Principal`).
 
+mod cache;
 mod claims;
 mod keys;
 #[cfg(test)]
@@ -102,6 +103,8 @@ pub struct Authenticator {
     leeway_s: u64,
     cookie: String,
     claims: ClaimNames,
+    /// Tokens verified already, until they expire.
+    verified: cache::Verified,
 }
 
 impl fmt::Debug for Authenticator {
@@ -129,6 +132,7 @@ impl Authenticator {
             leeway_s: cfg.leeway.as_secs(),
             cookie: cfg.cookie.clone(),
             claims: ClaimNames::new(cfg),
+            verified: cache::Verified::new(),
         }
     }
 
@@ -144,12 +148,20 @@ impl Authenticator {
         self.verify(token)
     }
 
-    /// Verify and map to a Principal, against the system clock.
+    /// Verify and map to a Principal, against the system clock. A token verified before
+    /// (the exact same bytes) is answered from the cache while its `exp`/`nbf` allow it: the
+    /// signature and the claims of those bytes cannot have changed, and the keys are fixed
+    /// for the life of the process.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.verify_at(token, now)
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
+        let (principal, window) = self.verify_window(token, now)?;
+        self.verified.insert(token, &principal, window, now);
+        Ok(principal)
     }
 }
 

@@ -8,7 +8,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::claims::check_times;
+use super::claims::{check_times, Window};
 use super::{AuthError, Authenticator, Principal, MAX_TOKEN_BYTES};
 use crate::config::{AuthConfig, JwtAlgorithm};
 
@@ -16,6 +16,16 @@ impl Authenticator {
     /// Verify at `now` (seconds since the Unix epoch). Order matters: the header is judged
     /// before any key is chosen, the signature before any claim is believed.
     pub fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        self.verify_window(token, now)
+            .map(|(principal, _)| principal)
+    }
+
+    /// `verify_at`, with the times the token may be accepted in (for the token cache).
+    pub(super) fn verify_window(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Principal, Window), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLong);
         }
@@ -26,8 +36,8 @@ impl Authenticator {
         }
         let key = self.keys.for_token(header.alg, header.kid.as_deref())?;
         let claims = self.decode_claims(token, key, header.alg)?;
-        check_times(&claims, now, self.leeway_s)?;
-        self.claims.principal(&claims)
+        let window = check_times(&claims, now, self.leeway_s)?;
+        Ok((self.claims.principal(&claims)?, window))
     }
 
     /// Signature, then `iss`/`aud`, by `jsonwebtoken`; the payload comes back as a JSON object.
