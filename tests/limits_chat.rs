@@ -71,7 +71,10 @@ async fn open_dialog_and_scrub(gw: &Local, user: &str) -> Vec<u16> {
             .await
             .unwrap();
         statuses.push(resp.status().as_u16());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // On a schedule (one seek every 100 ms from the start), not 100 ms after each answer:
+        // a slow answer on a busy machine must not stretch the scrub past its 5 s.
+        let next = started + Duration::from_millis(100 * (i as u64 + 1));
+        tokio::time::sleep_until(next.into()).await;
     }
     assert!(
         started.elapsed() < Duration::from_secs(5),
