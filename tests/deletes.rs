@@ -55,6 +55,27 @@ async fn seed(data: &Data) {
         .unwrap();
 }
 
+/// A gateway over the seeded data and `redis`, with long cache TTLs: only the broadcast can
+/// explain a 404 within the second.
+async fn seeded_gateway(redis: &RedisServer) -> Local {
+    let data = Data::create().await;
+    seed(&data).await;
+    Local::start(
+        data,
+        Extra {
+            catalog: "cache_ttl_s = 600".into(),
+            sections: format!(
+                "[limits]\nredis_url = \"{}\"\nuser_per_minute = 100000\n\
+                 ip_per_minute = 100000\nburst = 10000\n\
+                 [internal]\nservice_token = \"{SERVICE_TOKEN}\"\n",
+                redis.url()
+            ),
+            ..Extra::default()
+        },
+    )
+    .await
+}
+
 async fn status(client: &reqwest::Client, gw: &Gateway, path: &str) -> u16 {
     client
         .get(gw.url(path))
@@ -103,22 +124,7 @@ async fn until_gone(
 async fn a_silent_subscription_is_noticed_and_made_again() {
     let redis = RedisServer::start().await;
     let relay = TcpFault::start(&format!("127.0.0.1:{}", redis.port)).await;
-    let data = Data::create().await;
-    seed(&data).await;
-    let env = Local::start(
-        data,
-        Extra {
-            catalog: "cache_ttl_s = 600".into(),
-            sections: format!(
-                "[limits]\nredis_url = \"{}\"\nuser_per_minute = 100000\n\
-                 ip_per_minute = 100000\nburst = 10000\n\
-                 [internal]\nservice_token = \"{SERVICE_TOKEN}\"\n",
-                redis.url()
-            ),
-            ..Extra::default()
-        },
-    )
-    .await;
+    let env = seeded_gateway(&redis).await;
     // The second instance reaches the same Redis through the relay.
     let direct = redis.url();
     let relayed = format!("redis://{}/", relay.addr);
@@ -170,23 +176,7 @@ async fn a_silent_subscription_is_noticed_and_made_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_reaches_every_instance_within_a_second() {
     let redis = RedisServer::start().await;
-    let data = Data::create().await;
-    seed(&data).await;
-    let env = Local::start(
-        data,
-        Extra {
-            // Long TTLs: only the broadcast can explain a 404 within the second.
-            catalog: "cache_ttl_s = 600".into(),
-            sections: format!(
-                "[limits]\nredis_url = \"{}\"\nuser_per_minute = 100000\n\
-                 ip_per_minute = 100000\nburst = 10000\n\
-                 [internal]\nservice_token = \"{SERVICE_TOKEN}\"\n",
-                redis.url()
-            ),
-            ..Extra::default()
-        },
-    )
-    .await;
+    let env = seeded_gateway(&redis).await;
     let twin = env.twin().await;
     let client = &env.client;
     let (body, thumb) = (
