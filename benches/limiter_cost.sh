@@ -6,4 +6,4 @@
 # LIMITER_COST_REQUESTS (default 2000) sets the measured requests per gateway and kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --release --test limits -- --ignored --exact limiter_cost --nocapture
+exec cargo test --release --test integration -- --ignored --exact limits::limiter_cost --nocapture

@@ -5,7 +5,7 @@
 //! second (already made), and the ratio the target is read against: thumbs under 3 % of the
 //! originals' bytes. Loopback only, bounded: 60 photos, one pass each.
 
-#[path = "../tests/harness/mod.rs"]
+#[path = "../tests/integration/harness/mod.rs"]
 mod harness;
 
 use std::io::Cursor;

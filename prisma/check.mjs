@@ -1,5 +1,5 @@
 // Prisma's own schema engine (the wasm build, driven through @prisma/adapter-pg: no engine
-// binary to download) against a PostgreSQL database, for `tests/prisma.rs`.
+// binary to download) against a PostgreSQL database, for `tests/integration/prisma.rs`.
 //
 //   DATABASE_URL=... node prisma/check.mjs diff     what Prisma would change to make the
 //                                                   database match schema.prisma; exit 2
@@ -19,7 +19,7 @@ import { bindMigrationAwareSqlAdapterFactory, ColumnTypeEnum } from '@prisma/dri
 import * as bindings from '@prisma/schema-engine-wasm/schema_engine_bg'
 
 const here = dirname(fileURLToPath(import.meta.url))
-// PRISMA_SCHEMA: another schema file (tests/prisma.rs tries the enum variant teams write).
+// PRISMA_SCHEMA: another schema file (tests/integration/prisma.rs tries the enum variant teams write).
 const schemaPath = process.env.PRISMA_SCHEMA ?? join(here, 'schema.prisma')
 const files = [{ path: schemaPath, content: readFileSync(schemaPath, 'utf8') }]
 const filters = { externalTables: [], externalEnums: [] }

@@ -22,7 +22,7 @@ weed version | head -n 1
 log "Chromium (browser tests of the demo chat page), pdftocairo and ffmpeg (previews)"
 # Debian's chromium, driven by playwright-core from npm (below): never a browser download.
 command -v chromium >/dev/null || apt_install chromium
-# The PDF and video preview tools (tests/media_previews.rs).
+# The PDF and video preview tools (tests/integration/media_previews.rs).
 command -v pdftocairo >/dev/null || apt_install poppler-utils
 command -v ffmpeg >/dev/null || apt_install ffmpeg
 chromium --version 2>/dev/null | head -n 1

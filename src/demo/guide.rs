@@ -1,5 +1,5 @@
 //! What `demo` prints: the page to open and what to try there, then requests to paste, each
-//! with the status it answers (`tests/demo.rs` replays every one of them).
+//! with the status it answers (`tests/integration/demo.rs` replays every one of them).
 
 use super::people::{self, OWNER, PEOPLE};
 use super::seed::{self, DIALOG, GALLERY, GALLERY_SIZE, PNG};

@@ -1,5 +1,5 @@
 // The demo chat page in a real browser: Debian's chromium driven by playwright-core (never a
-// browser download). Run by tests/browser.rs against a running `attachment-gateway demo`:
+// browser download). Run by tests/integration/browser.rs against a running `attachment-gateway demo`:
 //
 //   node tests/browser/chat.mjs <site> <screenshots dir> <sample.png path>
 //

@@ -1,4 +1,4 @@
-// Against a real gateway started by `tests/ts_client.rs`, which passes its admin URL, the
+// Against a real gateway started by `tests/integration/ts_client.rs`, which passes its admin URL, the
 // service token and two staged ids of user alice in the environment.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
@@ -7,7 +7,7 @@ import { AttachmentGateway, GatewayError } from '../dist/src/index.js'
 
 const env = (name) => {
   const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set (run through tests/ts_client.rs)`)
+  if (!value) throw new Error(`${name} is not set (run through tests/integration/ts_client.rs)`)
   return value
 }
 const gateway = new AttachmentGateway({
