@@ -27,19 +27,28 @@ pub fn header(status: u16, pairs: &[(&'static str, &str)]) -> Result<ResponseHea
     Ok(resp)
 }
 
-/// A refused request's unread body is read and dropped up to this size (and time), so that a
-/// client still sending a small one reads the answer instead of a reset (closing with unread
-/// data makes the kernel send RST, which can discard the answer before the client reads it).
+/// A refused request's unread body is read and dropped up to this size (and time) before the
+/// answer, so that the connection can be kept: a client still sending a small body reads the
+/// answer instead of a reset (closing with unread data makes the kernel send RST, and an RST
+/// makes the client's kernel drop an answer it has not read yet).
 const DRAIN_BYTES: usize = 256 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A larger body gets the answer with `Connection: close`, and is then read and dropped for at
+/// most this long (and this much) before the close: nginx's "lingering close" (RFC 9112
+/// §9.6), so that a client writing its body before it reads (most do) gets the answer, not a
+/// reset. Bounded, so a refused flood costs a second of a connection, never storage.
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answer `err` as `{"error": code}` JSON with `no-store`. Returns the status written.
 ///
 /// A request body not read by then (a refused upload, as large as its client declares) is
-/// never drained past `DRAIN_BYTES`/`DRAIN_TIME`: a larger one gets `Connection: close` and
-/// the connection ends with the answer.
+/// never drained past `DRAIN_BYTES`/`DRAIN_TIME`: a larger one gets `Connection: close`, and
+/// the connection lingers (`LINGER_BYTES`/`LINGER_TIME`) before it ends.
 pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) -> Result<u16> {
-    if !session.is_body_done() && !drain_small_body(session).await {
+    let drained = session.is_body_done() || drain_small_body(session).await;
+    if !drained {
         session.set_keepalive(None);
     }
     let status = err.status();
@@ -60,6 +69,9 @@ pub async fn error(session: &mut Session, err: &GatewayError, request_id: &str) 
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
+    if !drained && !expects_continue(session) {
+        linger(session).await;
+    }
     Ok(status)
 }
 
@@ -143,15 +155,13 @@ pub fn plain_response(status: u16, content_type: &str, body: Vec<u8>) -> http::R
 /// larger than `DRAIN_BYTES`, does not arrive within `DRAIN_TIME`, or waits for a
 /// `100 Continue` that a refusal never sends.
 async fn drain_small_body(session: &mut Session) -> bool {
-    let headers = &session.req_header().headers;
-    let declared = headers
+    let declared = session
+        .req_header()
+        .headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let expects_continue = headers
-        .get("expect")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue || declared.is_none_or(|n| n > DRAIN_BYTES as u64) {
+    if expects_continue(session) || declared.is_none_or(|n| n > DRAIN_BYTES as u64) {
         return false;
     }
     let deadline = tokio::time::Instant::now() + DRAIN_TIME;
@@ -169,4 +179,26 @@ async fn drain_small_body(session: &mut Session) -> bool {
         }
     }
     true
+}
+
+/// Read and drop the rest of a refused body, within `LINGER_BYTES`/`LINGER_TIME`, after the
+/// answer was written and before the connection closes.
+async fn linger(session: &mut Session) {
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut read = 0;
+    while !session.is_body_done() && read <= LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => read += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
+/// The client waits for a `100 Continue` before its body, which a refusal never sends.
+fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }

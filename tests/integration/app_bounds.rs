@@ -1,6 +1,7 @@
 //! Bounds on what a hung app or a hostile client can hold (issue 14): calls to the app have
-//! connect/read/write timeouts (`[app]`), a refused upload's declared body is not drained, and
-//! reading a request's headers has a total deadline.
+//! connect/read/write timeouts (`[app]`), a refused upload's declared body is not drained (only
+//! lingered on for a bounded second, so its answer is not lost to a reset), and reading a
+//! request's headers has a total deadline.
 
 use crate::harness;
 
@@ -85,7 +86,8 @@ async fn a_refused_upload_is_answered_and_closed_not_drained() {
     let env = Local::start(Data::create().await, extra).await;
     let addr = env.gw.base.trim_start_matches("http://").to_string();
     let bearer = token("alice", "USER", &[]);
-    // 150 MB declared, none sent: a gateway that drains would sit waiting for it.
+    // 150 MB declared, none sent: a gateway that drains would sit waiting for it; one that
+    // lingers gives up after a second.
     let head = format!(
         "POST {PREFIX}?filename=x.bin HTTP/1.1\r\nHost: {addr}\r\n\
          Authorization: Bearer {bearer}\r\nContent-Type: application/x-nope\r\n\
@@ -115,6 +117,45 @@ async fn a_refused_upload_is_answered_and_closed_not_drained() {
         );
         let closed = closed.expect("the gateway closes the connection");
         assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
+    }
+}
+
+/// A client that writes its whole body before it reads (most HTTP clients do) still gets the
+/// refusal: the gateway reads and drops the body it refused before closing, instead of closing
+/// on unread bytes, which makes the kernel reset the connection and the client's kernel drop the
+/// answer unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_sent_in_full_still_gets_its_answer() {
+    let extra = Extra {
+        sections: "[upload]\nallowed_types = [\"image/png\"]\nmax_bytes = 1000000\n".into(),
+        ..Extra::default()
+    };
+    let env = Local::start(Data::create().await, extra).await;
+    let addr = env.gw.base.trim_start_matches("http://").to_string();
+    let bearer = token("alice", "USER", &[]);
+    // 6 MiB: more than the loopback socket buffers take, less than the lingering bound.
+    let body = vec![b'x'; 6 * 1024 * 1024];
+    for _ in 0..5 {
+        let mut sock = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {PREFIX}?filename=x.png HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {bearer}\r\nContent-Type: image/png\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), sock.write_all(&body))
+            .await
+            .expect("the body is taken within the lingering second")
+            .expect("the body is taken, not reset");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer))
+            .await
+            .expect("the connection ends")
+            .expect("the answer is read, not reset");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
     }
 }
 
