@@ -161,6 +161,42 @@ async fn read(client: &reqwest::Client, gw: &Gateway, user: &str) -> (u16, Durat
     (resp.status().as_u16(), start.elapsed())
 }
 
+/// Until a read of `user`'s passes without the limiter falling back to in-process limits
+/// (`limits_redis_fallback_total` unchanged across it), for at most twenty seconds.
+async fn back_on_redis(client: &reqwest::Client, gw: &Gateway, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = fallbacks(client, gw).await;
+        let (status, _) = read(client, gw, user).await;
+        assert!(matches!(status, 200 | 429), "{status}\n{}", gw.log());
+        if fallbacks(client, gw).await == before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still on in-process limits\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `limits_redis_fallback_total` of one instance.
+async fn fallbacks(client: &reqwest::Client, gw: &Gateway) -> u64 {
+    let text = client
+        .get(format!("{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("limits_redis_fallback_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("limits_redis_fallback_total on /metrics")
+}
+
 /// `n` reads of `user`'s attachment, one after another, round robin over `gateways`: how many
 /// were served.
 async fn served(client: &reqwest::Client, gateways: &[&Gateway], user: &str, n: usize) -> usize {
@@ -209,6 +245,11 @@ async fn the_limit_holds_through_a_failover_and_nothing_hangs() {
     // Kill the master that holds her state, while all three instances keep serving.
     let key = keys::user_rate("alice");
     let master = cluster.master_of(&key).await.expect("a master for the key");
+    assert_eq!(
+        cluster.replicated(master).await,
+        1,
+        "her state reached the replica"
+    );
     cluster.kill(master);
     let killed = Instant::now();
     let load = gateways.map(|gw| async move {
@@ -238,6 +279,20 @@ async fn the_limit_holds_through_a_failover_and_nothing_hangs() {
         }
     };
     let (during, promoted) = tokio::join!(futures_util::future::join_all(load), watch);
+    // Whether the promoted replica holds her state: Redis's part, not the gateway's. In about
+    // one run of ten it has lost the key although `WAIT` counted the replica's acknowledgement
+    // before the kill; then she starts afresh, and only Dave's check below can be made.
+    let kept = {
+        let mut node = cluster
+            .node(promoted)
+            .await
+            .expect("the new master answers");
+        ::redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async::<bool>(&mut node)
+            .await
+            .expect("EXISTS answers")
+    };
     eprintln!(
         "slot of {key} moved {master} -> {promoted} after {:?}",
         killed.elapsed()
@@ -261,14 +316,22 @@ async fn the_limit_holds_through_a_failover_and_nothing_hangs() {
             .wait(port, |info| info.contains("cluster_state:ok"))
             .await;
     }
-    // Past the limiter's back-off after its last failure.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every instance decides on the cluster again: its client has learned the new master of
+    // Alice's slot (which can take longer than the cluster's own recovery), and her read no
+    // longer falls back. The read that shows it spends at most one of her tokens.
+    for gw in gateways {
+        back_on_redis(client, gw, "alice").await;
+    }
 
-    // The limit holds: Alice's spent budget survived on the promoted replica (about one
-    // request back per ten seconds since), and a user never seen gets exactly one budget
-    // across the three instances (not one each, as the in-process fallback would give).
+    // The limit holds: Alice's spent budget, when it survived on the promoted replica, is
+    // still spent (about one request back per ten seconds since), and a user never seen gets
+    // exactly one budget across the three instances (not one each, as the in-process fallback
+    // would give).
     let alice = served(client, &gateways, "alice", 9).await;
-    assert!(alice <= 4, "alice after the failover: {alice} of 9 served");
+    eprintln!("alice after the failover: {alice} of 9 served (state kept: {kept})");
+    if kept {
+        assert!(alice <= 4, "alice after the failover: {alice} of 9 served");
+    }
     let dave = served(client, &gateways, "dave", 15).await;
     assert!(
         (10..=11).contains(&dave),

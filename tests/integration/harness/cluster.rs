@@ -130,7 +130,8 @@ impl Cluster {
         cluster
     }
 
-    /// Until the node on `port` is a master or a replica whose link to its master is up.
+    /// Until the node on `port` is a master with its replica online, or a replica whose link
+    /// to its master is up.
     async fn until_synced(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -142,7 +143,12 @@ impl Cluster {
                     .await
             };
             if let Ok(Ok(text)) = tokio::time::timeout(Duration::from_secs(1), replication).await {
-                if text.contains("role:master") || text.contains("master_link_status:up") {
+                // A node `cluster create` has yet to turn into a replica still says
+                // role:master: a master counts once its own replica is online.
+                let master = text.contains("role:master")
+                    && text.contains("connected_slaves:1")
+                    && text.contains("state=online");
+                if master || text.contains("master_link_status:up") {
                     return;
                 }
             }
@@ -268,6 +274,19 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// `WAIT 1 <ms>` on the master on `port`: how many replicas acknowledged every write so
+    /// far. Redis replicates asynchronously; a test that kills a master after writing to it
+    /// asks this first, so that what it kills is what the replica holds.
+    pub async fn replicated(&self, port: u16) -> i64 {
+        let mut c = self.node(port).await.expect("the master answers");
+        ::redis::cmd("WAIT")
+            .arg(1)
+            .arg(2000)
+            .query_async(&mut c)
+            .await
+            .expect("WAIT answers")
     }
 
     /// Kill the node on `port` (SIGKILL: no goodbye to its peers).
