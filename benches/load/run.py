@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 GATEWAY = ROOT / "target" / "release" / "attachment-gateway"
 SEEDER = ROOT / "target" / "release" / "examples" / "load_seed"
+FLOOR = ROOT / "target" / "release" / "examples" / "load_floor"
 PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
 
 MIB = 1024 * 1024
@@ -49,7 +50,7 @@ ORIGIN_WHAT = {
     "fast": "nginx serving the object files statically (sendfile)",
     "seaweed": "SeaweedFS `weed mini`, its S3 port read anonymously",
 }
-TARGETS = ["origin", "nginx", "gateway", "gateway_nolimits"]
+TARGETS = ["origin", "nginx", "gateway", "gateway_nolimits", "floor"]
 SCENARIOS = ["small_200", "small_304", "video_256m", "range_64k", "stream_1g", "slow_200",
              "slow_500"]
 DEFAULT_DURATION = 10
@@ -407,6 +408,18 @@ def start_proxy(procs, origin, d, taken, workers, origin_port):
     proc, port, temp = start_nginx(procs, f"{origin}-nginx", d, taken, workers, http_extra,
                                    server_body)
     return Target("nginx", proc.pid, port, object_path, {}, temp_dir=temp)
+
+
+def start_floor(procs, origin, d, taken, origin_port):
+    """Pingora with none of the gateway's work (benches/load/floor.rs): answers a 304 itself,
+    proxies everything else to the origin."""
+    d.mkdir(parents=True)
+    port = free_port(taken)
+    log_path = d / "floor.out"
+    proc = procs.start(f"{origin}-floor", [FLOOR, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}"],
+                       log_path, env=gateway_env())
+    wait_port(port, proc, "floor")
+    return Target("floor", proc.pid, port, object_path, {})
 
 
 def gateway_toml(listen, admin, origin_port, redis_port, shared):
@@ -773,6 +786,7 @@ def start_targets(procs, origin, origin_target, tmp, taken, workers, redis_port,
         "gateway_nolimits": lambda: start_gateway(
             procs, "gateway_nolimits", f"{origin}-gateway_nolimits", d / "gateway_nolimits",
             taken, origin_target.port, None, shared, token),
+        "floor": lambda: start_floor(procs, origin, d / "floor", taken, origin_target.port),
     }
     return [start[name]() for name in TARGETS if name in wanted]
 
@@ -822,14 +836,15 @@ def ratio(a, b):
 def summary_table(rows, plan):
     """One origin: the gateway against the anchor, the origin and itself with local limits."""
     lines = ["| scenario | origin | nginx proxy (anchor) | gateway | gateway / anchor "
-             "| gateway / origin | limits off | limits cost |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| gateway / origin | limits off | limits cost | floor | floor / anchor |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for sc in plan:
         v = {t: metric(rows.get(sc.name, {}).get(t), sc.unit) for t in TARGETS}
         g = v["gateway"]
         cells = [sc.name, fmt(v["origin"], sc.unit), fmt(v["nginx"], sc.unit), fmt(g, sc.unit),
                  ratio(g, v["nginx"]), ratio(g, v["origin"]),
-                 fmt(v["gateway_nolimits"], sc.unit), ratio(g, v["gateway_nolimits"])]
+                 fmt(v["gateway_nolimits"], sc.unit), ratio(g, v["gateway_nolimits"]),
+                 fmt(v["floor"], sc.unit), ratio(v["floor"], v["nginx"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -955,7 +970,8 @@ def report(args, plan, results, info, load_avg):
                   summary_table(rows, plan)]
     lines += ["", "req/s for small_200, small_304, range_64k; MB/s (MiB/s) for video_256m and "
               "stream_1g; peak RSS (VmHWM over the process tree) for slow_200/slow_500. "
-              "limits off = gateway_nolimits; limits cost = gateway / gateway_nolimits.", "",
+              "limits off = gateway_nolimits; limits cost = gateway / gateway_nolimits; floor = "
+              "Pingora alone (benches/load/floor.rs: a 304 answered at once, the rest proxied).", "",
               "### Every run", "", detail_table(results, plan), "",
               "Throughput is MB/s for video_256m, stream_1g and the slow readers (aggregate); "
               "stream_1g and slow-reader latencies are time to the response head.", ""]
@@ -1020,10 +1036,10 @@ def check_tools():
     for tool in ["weed", "nginx", "wrk", "curl", "psql", "redis-server", "redis-cli", "taskset"]:
         if not shutil.which(tool):
             raise SystemExit(f"`{tool}` is missing: run benches/load/run.sh, which installs it")
-    for binary in [GATEWAY, SEEDER]:
+    for binary in [GATEWAY, SEEDER, FLOOR]:
         if not binary.exists():
             raise SystemExit(f"{binary} is missing: cargo build --release --bin "
-                             "attachment-gateway --example load_seed")
+                             "attachment-gateway --example load_seed --example load_floor")
 
 
 def main():

