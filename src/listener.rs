@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::proxy::HttpProxy;
 use pingora::services::listening::Service;
 
@@ -21,15 +22,22 @@ pub fn add_public(
     proxy: &mut Service<Draining<HeaderDeadline<HttpProxy<Gateway>>>>,
     server: &ServerConfig,
 ) -> anyhow::Result<()> {
-    let listen = server.listen.to_string();
-    match (&server.tls_cert_file, &server.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            proxy.add_tls_with_settings(&listen, None, tls_settings(cert, key)?);
-        }
-        _ => proxy.add_tcp(&listen),
-    }
+    let listen = ListenerConfig::tcp(server.listen.to_string())
+        .l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES));
+    let listen = match (&server.tls_cert_file, &server.tls_key_file) {
+        (Some(cert), Some(key)) => listen.tls(tls_settings(cert, key)?),
+        _ => listen,
+    };
+    proxy.add_listener(listen);
     Ok(())
 }
+
+/// Each connection's write buffer. Pingora's default is one segment (1,460 bytes), so a head
+/// and the body after it were two `send`s; with room for both, a `304`'s head or an 8 KiB
+/// picture with its head leaves in one (small_200 in benches/load: BENCHMARKS.md). Bodies
+/// larger than this still go from storage straight to the socket, and the buffer's pages are
+/// only touched as far as a connection fills them.
+const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
 fn tls_settings(cert: &Path, key: &Path) -> anyhow::Result<TlsSettings> {
     let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
