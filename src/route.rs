@@ -88,8 +88,22 @@ pub fn classify(method: &str, path: &str) -> Route {
 /// dot segments (§5.2.4), so `%2e%2e` counts as `..`. Other escapes (`%2F` included) stay
 /// encoded. Only a malformed escape is an error.
 pub fn normalize(path: &str) -> Result<String, Malformed> {
+    // Every request pays for this: a path with no escape, no dot and no double slash (every
+    // read's, as the app builds them) is its own normal form, so skip the three passes.
+    if is_plain(path) {
+        return Ok(path.to_owned());
+    }
+    normalize_by_steps(path)
+}
+
+fn normalize_by_steps(path: &str) -> Result<String, Malformed> {
     let decoded = decode_unreserved(path)?;
     Ok(remove_dot_segments(&collapse_slashes(&decoded)))
+}
+
+/// Nothing for `normalize` to do: no `%` to decode, no `.` to make a dot segment of, no `//`.
+fn is_plain(path: &str) -> bool {
+    !path.bytes().any(|b| b == b'%' || b == b'.') && !path.contains("//")
 }
 
 /// Routes for a normalized path already known to be under the prefix.
@@ -161,6 +175,10 @@ fn under_prefix(path: &str) -> bool {
 fn has_refused_encoding(normalized: &str) -> bool {
     if normalized.chars().any(|c| c == '\\' || c.is_control()) {
         return true;
+    }
+    if !normalized.contains('%') {
+        // A &str without escapes decodes to itself, valid UTF-8, with nothing encoded in it.
+        return false;
     }
     let decoded: Vec<u8> = percent_decode_str(normalized).collect();
     if std::str::from_utf8(&decoded).is_err() {
@@ -520,6 +538,11 @@ mod tests {
         ) {
             let path = format!("{PREFIX}/{junk}");
             prop_assert_ne!(classify(&method, &path), Route::Passthrough, "{}", path);
+        }
+
+        #[test]
+        fn the_plain_shortcut_changes_nothing(path in "\\PC{0,80}|[./\\\\%a-fA-F0-9]{0,40}") {
+            prop_assert_eq!(normalize(&path), normalize_by_steps(&path));
         }
 
         #[test]

@@ -20,20 +20,30 @@ pub fn strong_etag(
     created_at: DateTime<Utc>,
     mime_type: &str,
 ) -> String {
+    use std::fmt::Write;
+    // Every read and every `304` computes this: one scratch buffer for the numbers and the
+    // length prefixes, not a string per field.
     let mut hasher = Sha256::new();
-    for field in [
-        id,
-        &size_bytes.to_string(),
-        &created_at.timestamp_millis().to_string(),
-        mime_type,
-    ] {
-        hasher.update(field.len().to_string());
-        hasher.update(b":");
-        hasher.update(field);
+    let mut number = String::with_capacity(24);
+    let mut field = |hasher: &mut Sha256, text: &str| {
+        number.clear();
+        let _ = write!(number, "{}:", text.len());
+        hasher.update(number.as_bytes());
+        hasher.update(text.as_bytes());
         hasher.update(b";");
-    }
+    };
+    field(&mut hasher, id);
+    field(&mut hasher, &size_bytes.to_string());
+    field(&mut hasher, &created_at.timestamp_millis().to_string());
+    field(&mut hasher, mime_type);
     let digest = hasher.finalize();
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for byte in &digest[..16] {
+        let _ = write!(tag, "{byte:02x}");
+    }
+    tag.push('"');
+    tag
 }
 
 /// IMF-fixdate (§5.6.7) of `t`, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. Instants outside what the
@@ -185,6 +195,18 @@ mod tests {
 
     const LM_SECS: i64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
     const LM_DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    /// The tag is what every client's cache holds: a release that computed it differently would
+    /// turn every `304` into a full download. Pinned to the value of the formula
+    /// (`sha256("5:att_1;4:8192;13:1700000000123;9:image/png;")`, first 16 bytes).
+    #[test]
+    fn etag_value_is_stable_across_releases() {
+        let created = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        assert_eq!(
+            strong_etag("att_1", 8192, created, "image/png"),
+            "\"430bd58742dab1c85749fb07056b0ad7\""
+        );
+    }
 
     #[test]
     fn etag_is_strong_quoted_and_depends_on_every_field() {
