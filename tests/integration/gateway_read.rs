@@ -849,16 +849,10 @@ async fn small_bodies_come_from_memory(env: &Env) {
 
 /// `storage_memory_cache_hits_total` from the admin listener's `/metrics`.
 async fn memory_hits(env: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", env.gw.admin))
+    env.gw
+        .counter("storage_memory_cache_hits_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("storage_memory_cache_hits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no memory cache counter in\n{text}"))
+        .expect("no memory cache counter on /metrics")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

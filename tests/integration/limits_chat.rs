@@ -132,16 +132,8 @@ async fn a_dialog_page_and_a_scrubbed_video_fit_the_default_limits_through_redis
 
 /// `rate_limited_total{scope}` of one instance.
 async fn limited(gw: &harness::Gateway, scope: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", gw.admin))
+    gw.counter(&format!("rate_limited_total{{scope=\"{scope}\"}}"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("rate_limited_total{{scope=\"{scope}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0)
 }
 

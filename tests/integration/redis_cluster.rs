@@ -166,10 +166,10 @@ async fn read(client: &reqwest::Client, gw: &Gateway, user: &str) -> (u16, Durat
 async fn back_on_redis(client: &reqwest::Client, gw: &Gateway, user: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let before = fallbacks(client, gw).await;
+        let before = fallbacks(gw).await;
         let (status, _) = read(client, gw, user).await;
         assert!(matches!(status, 200 | 429), "{status}\n{}", gw.log());
-        if fallbacks(client, gw).await == before {
+        if fallbacks(gw).await == before {
             return;
         }
         assert!(
@@ -182,18 +182,9 @@ async fn back_on_redis(client: &reqwest::Client, gw: &Gateway, user: &str) {
 }
 
 /// `limits_redis_fallback_total` of one instance.
-async fn fallbacks(client: &reqwest::Client, gw: &Gateway) -> u64 {
-    let text = client
-        .get(format!("{}/metrics", gw.admin))
-        .send()
+async fn fallbacks(gw: &Gateway) -> u64 {
+    gw.counter("limits_redis_fallback_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("limits_redis_fallback_total "))
-        .map(|v| v.trim().parse().unwrap())
         .expect("limits_redis_fallback_total on /metrics")
 }
 

@@ -114,6 +114,21 @@ pub fn binary() -> &'static str {
 }
 
 impl Gateway {
+    /// The value of one counter series (`name` or `name{labels}`) on the admin listener's
+    /// `/metrics`; `None` when the series is not there.
+    pub async fn counter(&self, series: &str) -> Option<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Write `config` (with `{listen}` and `{admin}` placeholders filled), migrate, start,
     /// and wait until `/healthz` answers.
     pub async fn start(config: &str) -> Gateway {
