@@ -50,7 +50,7 @@ ORIGIN_WHAT = {
     "fast": "nginx serving the object files statically (sendfile)",
     "seaweed": "SeaweedFS `weed mini`, its S3 port read anonymously",
 }
-TARGETS = ["origin", "nginx", "gateway", "gateway_nolimits", "floor"]
+TARGETS = ["origin", "nginx", "gateway", "baseline", "gateway_nolimits", "floor"]
 SCENARIOS = ["small_200", "small_304", "video_256m", "range_64k", "stream_1g", "slow_200",
              "slow_500"]
 DEFAULT_DURATION = 10
@@ -500,16 +500,17 @@ def wait_ready(admin_port, proc, log_path, within=60):
     raise SystemExit(f"the gateway never became ready; see {log_path}")
 
 
-def start_gateway(procs, name, proc_name, d, taken, origin_port, redis_port, shared, token):
+def start_gateway(procs, name, proc_name, d, taken, origin_port, redis_port, shared, token,
+                  binary=GATEWAY):
     """One gateway process with its own ports, log and empty TMPDIR (the "no temp files"
-    check looks there)."""
+    check looks there); `binary` is another build of it for the `baseline` target."""
     port, admin = free_port(taken), free_port(taken)
     tmpdir = d / "tmp"
     tmpdir.mkdir(parents=True)
     toml = d / "gateway.toml"
     write_gateway_config(toml, port, admin, origin_port, redis_port, shared)
     log_path = d / "gateway.out"
-    proc = procs.start(proc_name, [GATEWAY, "run", "--config", toml], log_path,
+    proc = procs.start(proc_name, [binary, "run", "--config", toml], log_path,
                        env=gateway_env(TMPDIR=str(tmpdir)))
     wait_ready(admin, proc, log_path)
     return Target(name, proc.pid, port, gateway_path, {"Authorization": f"Bearer {token}"},
@@ -772,9 +773,11 @@ def measure(sc, t, origin, args, out_dir):
 
 
 def start_targets(procs, origin, origin_target, tmp, taken, workers, redis_port, shared, token,
-                  wanted):
+                  wanted, baseline):
     """The wanted targets of one origin, in TARGETS order: the origin itself, the nginx proxy
-    in front of it, and the two gateways (Redis limits, in-process limits) reading from it.
+    in front of it, and the two gateways (Redis limits, in-process limits) reading from it;
+    with `baseline` (another build's binary, `--baseline`), that build too, configured exactly
+    as `gateway` and measured right after it, for a before/after in one run.
     Every process started here is named `<origin>-...`, to be stopped with the origin."""
     d = tmp / origin
     start = {
@@ -783,12 +786,16 @@ def start_targets(procs, origin, origin_target, tmp, taken, workers, redis_port,
                                      origin_target.port),
         "gateway": lambda: start_gateway(procs, "gateway", f"{origin}-gateway", d / "gateway",
                                          taken, origin_target.port, redis_port, shared, token),
+        "baseline": lambda: start_gateway(procs, "baseline", f"{origin}-baseline",
+                                          d / "baseline", taken, origin_target.port, redis_port,
+                                          shared, token, baseline),
         "gateway_nolimits": lambda: start_gateway(
             procs, "gateway_nolimits", f"{origin}-gateway_nolimits", d / "gateway_nolimits",
             taken, origin_target.port, None, shared, token),
         "floor": lambda: start_floor(procs, origin, d / "floor", taken, origin_target.port),
     }
-    return [start[name]() for name in TARGETS if name in wanted]
+    return [start[name]() for name in TARGETS
+            if name in wanted and (name != "baseline" or baseline)]
 
 
 def run_origin(origin, targets, plan, objects, redis_port, args, out_dir):
@@ -836,15 +843,17 @@ def ratio(a, b):
 def summary_table(rows, plan):
     """One origin: the gateway against the anchor, the origin and itself with local limits."""
     lines = ["| scenario | origin | nginx proxy (anchor) | gateway | gateway / anchor "
-             "| gateway / origin | limits off | limits cost | floor | floor / anchor |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| gateway / origin | limits off | limits cost | floor | floor / anchor "
+             "| baseline | gateway / baseline |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for sc in plan:
         v = {t: metric(rows.get(sc.name, {}).get(t), sc.unit) for t in TARGETS}
         g = v["gateway"]
         cells = [sc.name, fmt(v["origin"], sc.unit), fmt(v["nginx"], sc.unit), fmt(g, sc.unit),
                  ratio(g, v["nginx"]), ratio(g, v["origin"]),
                  fmt(v["gateway_nolimits"], sc.unit), ratio(g, v["gateway_nolimits"]),
-                 fmt(v["floor"], sc.unit), ratio(v["floor"], v["nginx"])]
+                 fmt(v["floor"], sc.unit), ratio(v["floor"], v["nginx"]),
+                 fmt(v["baseline"], sc.unit), ratio(g, v["baseline"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1013,6 +1022,9 @@ def parse_args():
                     help="storage.memory_cache_bytes = 0: every small read goes to the origin")
     ap.add_argument("--perf", action="store_true",
                     help="record the gateway (limits on) with `perf record -g` during its runs")
+    ap.add_argument("--baseline", type=Path,
+                    help="another build of the gateway (say the binary of main, copied aside) "
+                    "to measure beside this one, configured the same, in the same run")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     ap.add_argument("--out", default=str(ROOT / "target" / "load"), help="results directory")
     args = ap.parse_args()
@@ -1080,7 +1092,8 @@ def main():
             else:
                 origin_target = seaweed
             targets = start_targets(procs, origin, origin_target, tmp, taken, workers,
-                                    redis_port, shared, token, wanted_targets)
+                                    redis_port, shared, token, wanted_targets,
+                                    args.baseline)
             procs.check_pinning()
             results[origin], info[origin] = run_origin(origin, targets, plan, objects,
                                                        redis_port, args, out_dir)
