@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use attachment_gateway::attachment::SharedRow;
 use attachment_gateway::authn::{Authenticator, Principal, Role};
 use attachment_gateway::authz::{self, Access};
 use attachment_gateway::catalog::{AttachmentRow, AttachmentStatus};
@@ -92,7 +93,7 @@ fn bench_policy(c: &mut Criterion) {
         b.iter(|| {
             let permit = authz::authorize(
                 black_box(&who),
-                row.clone(),
+                SharedRow::new(row.clone()),
                 Access::Linked,
                 "support_chat:read",
             )

@@ -1,7 +1,9 @@
 //! Authorization (SPEC §3 matrix): (principal, row) -> `Permit` or a denial that looks exactly
 //! like a miss. Pure: no I/O. A `Permit` can only be built here, and storage reads need one.
 
-use crate::attachment::{AttachmentRow, AttachmentStatus};
+use std::sync::Arc;
+
+use crate::attachment::{AttachmentRow, AttachmentStatus, SharedRow};
 use crate::attachment::{PreviewRow, StorageKey};
 use crate::authn::{Principal, Role};
 
@@ -9,12 +11,16 @@ use crate::authn::{Principal, Role};
 /// can make one in the first place.
 #[derive(Debug, Clone)]
 pub struct Permit {
-    row: AttachmentRow,
+    row: Arc<SharedRow>,
     key: StorageKey,
 }
 
 impl Permit {
     pub fn row(&self) -> &AttachmentRow {
+        self.row.row()
+    }
+    /// The row as the catalog cache shares it (with its derived values).
+    pub fn shared_row(&self) -> &SharedRow {
         &self.row
     }
     pub fn key(&self) -> &StorageKey {
@@ -30,9 +36,12 @@ impl Permit {
             mime_type: preview.format.mime().to_owned(),
             size_bytes: preview.size_bytes,
             storage_path: preview.storage_path.clone(),
-            ..self.row.clone()
+            ..self.row().clone()
         };
-        Ok(Permit { row, key })
+        Ok(Permit {
+            row: SharedRow::new(row),
+            key,
+        })
     }
 }
 
@@ -57,12 +66,12 @@ pub enum Access {
 /// Decide whether `who` may read `row` found through `access`.
 pub fn authorize(
     who: &Principal,
-    row: AttachmentRow,
+    row: Arc<SharedRow>,
     access: Access,
     staff_permission: &str,
 ) -> Result<Permit, Denied> {
-    decide(who, &row, access, staff_permission)?;
-    let key = StorageKey::parse(&row.storage_path).map_err(|_| Denied::BadStorageKey)?;
+    decide(who, row.row(), access, staff_permission)?;
+    let key = StorageKey::parse(&row.row().storage_path).map_err(|_| Denied::BadStorageKey)?;
     Ok(Permit { row, key })
 }
 

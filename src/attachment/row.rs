@@ -1,6 +1,8 @@
 //! One `"ChatAttachment"` row as the gateway sees it: plain data, no I/O. Every layer uses it;
 //! the catalog only reads and writes it.
 
+use std::sync::{Arc, OnceLock};
+
 use chrono::{DateTime, Utc};
 
 use super::ImageInfo;
@@ -55,4 +57,41 @@ pub struct NewAttachment {
     pub created_by_user_id: String,
     pub status: AttachmentStatus,
     pub created_at: DateTime<Utc>,
+}
+
+/// A row as the requests that read it share it: the catalog cache hands every read of one
+/// attachment the same `Arc` of one of these, so a read clones no strings, and what each read
+/// derives from the row alone (its ETag) is worked out once, by the first.
+#[derive(Debug)]
+pub struct SharedRow {
+    row: AttachmentRow,
+    etag: OnceLock<String>,
+}
+
+/// Two are equal when their rows are: the derived values follow from the row.
+impl PartialEq for SharedRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.row == other.row
+    }
+}
+
+impl Eq for SharedRow {}
+
+impl SharedRow {
+    pub fn new(row: AttachmentRow) -> Arc<Self> {
+        Arc::new(SharedRow {
+            row,
+            etag: OnceLock::new(),
+        })
+    }
+
+    pub fn row(&self) -> &AttachmentRow {
+        &self.row
+    }
+
+    /// The ETag, `derive`d from the row by the first caller and kept. Every caller must pass
+    /// the same function (the tag's definition lives with the HTTP code, not here).
+    pub fn etag(&self, derive: impl FnOnce(&AttachmentRow) -> String) -> &str {
+        self.etag.get_or_init(|| derive(&self.row))
+    }
 }

@@ -5,6 +5,7 @@
 //! expires or a writer calls `invalidate`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use moka::sync::Cache;
 use super::absent::{AbsentCache, Lookup, Ticket};
 use super::staging::{ClaimedRow, CleanupLock, LinkRequest, StagedUsage};
 use super::{AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment};
-use crate::attachment::{ImageInfo, PreviewRow};
+use crate::attachment::{ImageInfo, PreviewRow, SharedRow};
 use chrono::{DateTime, Utc};
 
 /// Enough for every attachment a busy instance serves within a TTL; bounded so that a scan
@@ -32,7 +33,8 @@ pub struct CacheStats {
 /// reads, the same dialog. Keying by id lets `invalidate` drop an entry without a scan.
 pub struct CachedCatalog<C> {
     inner: C,
-    rows: Cache<String, AttachmentRow>,
+    /// Shared with the reads they answer (`SharedRow`): a hit clones an `Arc`, not a row.
+    rows: Cache<String, Arc<SharedRow>>,
     absent: AbsentCache,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -65,7 +67,7 @@ impl<C: Catalog> CachedCatalog<C> {
     }
 
     /// What the cache knows `lookup` of `attachment_id` answers, counting a hit or a miss.
-    fn cached(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<AttachmentRow>> {
+    fn cached(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<Arc<SharedRow>>> {
         let found = self.peek(attachment_id, lookup);
         if found.is_none() {
             self.misses.fetch_add(1, Ordering::Relaxed);
@@ -75,9 +77,9 @@ impl<C: Catalog> CachedCatalog<C> {
 
     /// Like `cached`, but a miss is not counted: the lookup that follows counts it. A row that
     /// does not answer the lookup falls through to the database (it may have changed there).
-    fn peek(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<AttachmentRow>> {
+    fn peek(&self, attachment_id: &str, lookup: Lookup<'_>) -> Option<Option<Arc<SharedRow>>> {
         let known = match self.rows.get(attachment_id) {
-            Some(row) if answers(&row, lookup) => Some(Some(row)),
+            Some(row) if answers(row.row(), lookup) => Some(Some(row)),
             _ if self.absent.knows_absent(attachment_id, lookup) => Some(None),
             _ => None,
         };
@@ -100,7 +102,7 @@ impl<C: Catalog> CachedCatalog<C> {
         F: std::future::Future<Output = Result<Option<AttachmentRow>, CatalogError>>,
     {
         if let Some(known) = self.cached(attachment_id, lookup) {
-            return Ok(known);
+            return Ok(known.map(|shared| shared.row().clone()));
         }
         let ticket = self.absent.ticket(attachment_id);
         let found = query().await?;
@@ -117,7 +119,8 @@ impl<C: Catalog> CachedCatalog<C> {
     ) {
         match found {
             Some(row) => {
-                self.rows.insert(row.id.clone(), row.clone());
+                self.rows
+                    .insert(row.id.clone(), SharedRow::new(row.clone()));
                 if !self.absent.still_valid(ticket) {
                     self.rows.invalidate(&row.id);
                 }
@@ -205,11 +208,11 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         self.inner.invalidate_all();
     }
 
-    fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<Option<AttachmentRow>> {
+    fn peek_linked(&self, dialog_id: &str, attachment_id: &str) -> Option<Option<Arc<SharedRow>>> {
         self.peek(attachment_id, Lookup::Linked { dialog_id })
     }
 
-    fn peek_staged(&self, attachment_id: &str) -> Option<Option<AttachmentRow>> {
+    fn peek_staged(&self, attachment_id: &str) -> Option<Option<Arc<SharedRow>>> {
         self.peek(attachment_id, Lookup::Staged)
     }
 

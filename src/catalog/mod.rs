@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::attachment::{ImageInfo, PreviewRow};
+use crate::attachment::{ImageInfo, PreviewRow, SharedRow};
 use crate::config::{CatalogConfig, DatabaseKind};
 
 pub use crate::attachment::{AttachmentRow, AttachmentStatus, NewAttachment};
@@ -73,11 +73,15 @@ pub trait Catalog: Send + Sync {
     /// `Some(None)` for a remembered miss), without I/O: the request path asks this on its
     /// own thread before hopping to the I/O runtime. `None` when the cache does not know (a
     /// miss is counted by the lookup that follows, not here).
-    fn peek_linked(&self, _dialog_id: &str, _attachment_id: &str) -> Option<Option<AttachmentRow>> {
+    fn peek_linked(
+        &self,
+        _dialog_id: &str,
+        _attachment_id: &str,
+    ) -> Option<Option<Arc<SharedRow>>> {
         None
     }
     /// `peek_linked` for `find_staged`.
-    fn peek_staged(&self, _attachment_id: &str) -> Option<Option<AttachmentRow>> {
+    fn peek_staged(&self, _attachment_id: &str) -> Option<Option<Arc<SharedRow>>> {
         None
     }
     /// Hit and miss counts of the in-process cache, when there is one.

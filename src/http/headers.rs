@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{conditional, disposition, media, HttpConfig};
-use crate::attachment::{AttachmentRow, Format, Variant};
+use crate::attachment::{AttachmentRow, Format, SharedRow, Variant};
 
 /// A header list ready to be written.
 pub type HeaderList = Vec<(&'static str, String)>;
@@ -21,8 +21,18 @@ pub struct Validators {
 
 impl Validators {
     pub fn of(row: &AttachmentRow) -> Self {
+        Self::with_etag(row, etag_of(row))
+    }
+
+    /// `of` a row the catalog cache shares: its ETag is worked out once per cached row, not
+    /// once per read.
+    pub fn of_shared(shared: &SharedRow) -> Self {
+        Self::with_etag(shared.row(), shared.etag(etag_of).to_owned())
+    }
+
+    fn with_etag(row: &AttachmentRow, etag: String) -> Self {
         Validators {
-            etag: conditional::strong_etag(&row.id, row.size_bytes, row.created_at, &row.mime_type),
+            etag,
             last_modified: row.created_at,
             vary: "Authorization, Cookie",
             cookie_session: false,
@@ -40,6 +50,11 @@ impl Validators {
             cookie_session: false,
         }
     }
+}
+
+/// The original's strong ETag (`conditional::strong_etag` of its immutable fields).
+fn etag_of(row: &AttachmentRow) -> String {
+    conditional::strong_etag(&row.id, row.size_bytes, row.created_at, &row.mime_type)
 }
 
 /// Caching headers shared by 200, 206 and 304 (RFC 9110 §15.4.5: a 304 carries the validators
@@ -145,6 +160,23 @@ mod tests {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
             .unwrap()
+    }
+
+    #[test]
+    fn a_shared_row_gives_every_read_the_same_validators_as_the_row() {
+        let r = row("image/png", "a.png");
+        let shared = SharedRow::new(r.clone());
+        let first = Validators::of_shared(&shared);
+        let again = Validators::of_shared(&shared);
+        assert_eq!(first.etag, Validators::of(&r).etag);
+        assert_eq!(again.etag, first.etag);
+        assert_eq!(again.last_modified, r.created_at);
+        let other = SharedRow::new(row("image/jpeg", "a.png"));
+        assert_ne!(
+            Validators::of_shared(&other).etag,
+            first.etag,
+            "the type is in the tag"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 
 use super::{PreviewError, Previews};
-use crate::attachment::AttachmentStatus;
+use crate::attachment::{AttachmentStatus, SharedRow};
 use crate::authn::{Principal, Role};
 use crate::authz::{self, Access};
 use crate::catalog::{Catalog, CatalogError};
@@ -56,7 +56,8 @@ pub async fn run(
                     AttachmentStatus::Linked => Access::Linked,
                     AttachmentStatus::Uploaded => Access::Staged,
                 };
-                let permit = authz::authorize(&admin, row.clone(), access, "").ok()?;
+                let permit =
+                    authz::authorize(&admin, SharedRow::new(row.clone()), access, "").ok()?;
                 let previews = previews.clone();
                 Some(async move { previews.rows(&permit).await })
             });

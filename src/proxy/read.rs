@@ -7,7 +7,9 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::{respond, Gateway};
-use crate::attachment::{AttachmentRow, Variant};
+use std::sync::Arc;
+
+use crate::attachment::{SharedRow, Variant};
 use crate::authn::Principal;
 use crate::authz::{self, Access, Permit};
 use crate::error::GatewayError;
@@ -50,7 +52,7 @@ pub async fn serve(
     };
     let (permit, mut validators) = match variant {
         None => {
-            let validators = Validators::of(permit.row());
+            let validators = Validators::of_shared(permit.shared_row());
             (permit, validators)
         }
         Some(variant) => match preview(gw, session, &permit, variant).await {
@@ -154,7 +156,7 @@ pub fn authenticate(gw: &Gateway, session: &Session) -> Result<Principal, Gatewa
 
 /// The row the route names, with its dialog's owner: from the in-process cache when it has
 /// it, else one indexed query.
-async fn lookup(gw: &Gateway, target: &ReadTarget) -> Result<Option<AttachmentRow>, GatewayError> {
+async fn lookup(gw: &Gateway, target: &ReadTarget) -> Result<Option<Arc<SharedRow>>, GatewayError> {
     // A cache hit (a remembered miss included) is answered here, on this thread; only what
     // the cache does not know hops to the I/O runtime (where the database pool lives), which
     // costs two thread wake-ups.
@@ -181,6 +183,7 @@ async fn lookup(gw: &Gateway, target: &ReadTarget) -> Result<Option<AttachmentRo
             })
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))??
+            .map(SharedRow::new)
         }
     })
 }

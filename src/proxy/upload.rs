@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::respond::Answer;
 use super::{read, Gateway, RequestCtx};
+use crate::attachment::SharedRow;
 use crate::authz::{self, Access};
 use crate::catalog::StagedUsage;
 use crate::error::GatewayError;
@@ -81,7 +82,12 @@ pub async fn stage(
     // The uploader may read what they staged, so their permit is the one its previews are
     // made with, right away and off this thread.
     let staff = &gw.config.auth.staff_permission;
-    if let Ok(permit) = authz::authorize(&principal, row.clone(), Access::Staged, staff) {
+    if let Ok(permit) = authz::authorize(
+        &principal,
+        SharedRow::new(row.clone()),
+        Access::Staged,
+        staff,
+    ) {
         gw.previews.after_upload(permit);
     }
     Ok(Answer {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use attachment_gateway::attachment::SharedRow;
 use attachment_gateway::catalog::{
     self, AttachmentRow, AttachmentStatus, Catalog, CatalogError, NewAttachment,
 };
@@ -335,7 +336,7 @@ async fn cache(kind: DatabaseKind) {
     // Now cached: a peek answers it (a hit), for its own route and dialog only.
     assert_eq!(
         cat.peek_linked("d1", "a1"),
-        Some(Some(first.clone())),
+        Some(Some(SharedRow::new(first.clone()))),
         "{t}"
     );
     assert_eq!(cat.peek_linked("d2", "a1"), None, "{t}");

@@ -8,6 +8,7 @@ use crate::harness::supabase_stub;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use attachment_gateway::attachment::SharedRow;
 use attachment_gateway::authn::{Principal, Role};
 use attachment_gateway::authz::{authorize, Access, Permit};
 use attachment_gateway::catalog::{AttachmentRow, AttachmentStatus};
@@ -52,7 +53,7 @@ fn permit(key: &str) -> Permit {
         dialog_owner_id: Some("u1".into()),
         image: Default::default(),
     };
-    authorize(&admin, row, Access::Linked, "x").unwrap()
+    authorize(&admin, SharedRow::new(row), Access::Linked, "x").unwrap()
 }
 
 fn pattern(len: usize) -> Vec<u8> {
