@@ -34,8 +34,10 @@ use rustls::pki_types::CertificateDer;
 use super::StorageError;
 
 /// Most a read connection buffers from storage ahead of the client: with one chunk waiting in
-/// the body channel and one being written, about three of these per download.
-pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// the body channel and one being written, about three of these per download. 48 KiB, not 64:
+/// 200 slow downloads peaked at 63 MiB instead of 77, and a 256 MiB read moved as fast
+/// (762 against 750 MB/s in the same run); 32 KiB cost 6-12 % of that (BENCHMARKS.md).
+pub const READ_BUFFER_BYTES: usize = 48 * 1024;
 /// Idle pooled connections are closed after this long (storage servers drop theirs too).
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
