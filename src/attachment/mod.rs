@@ -9,4 +9,4 @@ pub mod row;
 
 pub use key::{is_valid_id, KeyError, StorageKey, DIALOGS_PREFIX, PREVIEWS_PREFIX, STAGED_PREFIX};
 pub use preview::{Format, ImageInfo, PreviewRow, Variant};
-pub use row::{AttachmentRow, AttachmentStatus, NewAttachment, SharedRow};
+pub use row::{AttachmentRow, AttachmentStatus, NewAttachment, SharedRow, HEAD_KINDS};

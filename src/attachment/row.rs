@@ -61,12 +61,18 @@ pub struct NewAttachment {
 
 /// A row as the requests that read it share it: the catalog cache hands every read of one
 /// attachment the same `Arc` of one of these, so a read clones no strings, and what each read
-/// derives from the row alone (its ETag) is worked out once, by the first.
+/// derives from the row alone (its ETag, its response heads) is worked out once, by the first.
 #[derive(Debug)]
 pub struct SharedRow {
     row: AttachmentRow,
     etag: OnceLock<String>,
+    /// Response heads made from the row, one slot per kind of read (`HEAD_KINDS`); `None` in a
+    /// slot when the row makes no valid head of that kind.
+    heads: [OnceLock<Option<http::HeaderMap>>; HEAD_KINDS],
 }
+
+/// How many kinds of response head a shared row keeps (the HTTP code numbers them).
+pub const HEAD_KINDS: usize = 4;
 
 /// Two are equal when their rows are: the derived values follow from the row.
 impl PartialEq for SharedRow {
@@ -82,6 +88,7 @@ impl SharedRow {
         Arc::new(SharedRow {
             row,
             etag: OnceLock::new(),
+            heads: Default::default(),
         })
     }
 
@@ -93,5 +100,16 @@ impl SharedRow {
     /// the same function (the tag's definition lives with the HTTP code, not here).
     pub fn etag(&self, derive: impl FnOnce(&AttachmentRow) -> String) -> &str {
         self.etag.get_or_init(|| derive(&self.row))
+    }
+
+    /// The response head of `kind` (below `HEAD_KINDS`), `derive`d from the row by the first
+    /// caller of that kind and kept; as with `etag`, every caller of a kind passes the same
+    /// function.
+    pub fn head(
+        &self,
+        kind: usize,
+        derive: impl FnOnce(&AttachmentRow) -> Option<http::HeaderMap>,
+    ) -> Option<&http::HeaderMap> {
+        self.heads[kind].get_or_init(|| derive(&self.row)).as_ref()
     }
 }

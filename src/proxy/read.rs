@@ -69,10 +69,17 @@ pub async fn serve(
     };
     match plan {
         Plan::NotModified => {
-            let mut resp = respond::header(304, &[("x-request-id", &ctx.request_id)])?;
-            for (name, value) in headers::caching(&gw.config.http, &validators) {
-                resp.insert_header(name, value)?;
-            }
+            // The caching headers a `200` would have (`headers::caching`), from the row's
+            // shared head.
+            let shared = permit.shared_row();
+            let Some(made) =
+                headers::shared_representation(&gw.config.http, shared, &validators, false)
+            else {
+                let err = GatewayError::Internal("the row makes an invalid header value".into());
+                return respond::answer_error(session, ctx, err).await;
+            };
+            let caching = headers::caching_of(&made);
+            let resp = respond::head_of(304, &ctx.request_id, caching, std::iter::empty())?;
             ctx.outcome = "not_modified";
             session.write_response_header(Box::new(resp), true).await?;
             Ok(())

@@ -2,6 +2,7 @@
 //! listener's answers): one place, one shape. What an error answers is `GatewayError`'s.
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -30,6 +31,34 @@ pub fn header(status: u16, pairs: &[(&'static str, &str)]) -> Result<ResponseHea
         resp.insert_header(*name, *value)?;
     }
     Ok(resp)
+}
+
+/// A response head of header values made beforehand (`headers::shared_representation`), then
+/// `more`: names and values are taken as they are, neither parsed again nor copied (a
+/// `HeaderValue`'s clone shares its bytes), into a map with room for Pingora's own two.
+pub fn head_of<'a>(
+    status: u16,
+    request_id: &str,
+    made: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    more: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> Result<ResponseHeader> {
+    const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status =
+        http::StatusCode::from_u16(status).or_err(ErrorType::InternalError, "response status")?;
+    // Room for the id, `more` (a length and a range at most), `caching_of` (no size hint) and
+    // Pingora's `date` and `connection`, so the map never grows.
+    let mut headers = HeaderMap::with_capacity(made.size_hint().0 + 8);
+    let id = HeaderValue::from_str(request_id).or_err(InvalidHTTPHeader, "x-request-id")?;
+    headers.insert(X_REQUEST_ID, id);
+    for (name, value) in made {
+        headers.append(name.clone(), value.clone());
+    }
+    for (name, value) in more {
+        headers.append(name, value);
+    }
+    parts.headers = headers;
+    Ok(ResponseHeader::from(parts))
 }
 
 /// A refused request's unread body is read and dropped up to this size (and time) before the

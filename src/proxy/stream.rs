@@ -4,6 +4,8 @@
 //! answers a conditional or judges a caller.
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE};
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -71,18 +73,25 @@ fn head(
     let row = permit.row();
     let length = range.map_or(row.size_bytes, |r| r.len());
     let download = headers::wants_download(session.req_header().uri.query());
-    let mut resp = respond::header(
-        if range.is_some() { 206 } else { 200 },
-        &[("x-request-id", &ctx.request_id)],
-    )?;
-    for (name, value) in headers::representation(&gw.config.http, row, v, download) {
-        resp.insert_header(name, value)?;
-    }
-    resp.insert_header("content-length", length.to_string())?;
-    if let Some(r) = range {
-        resp.insert_header("content-range", range::content_range(r, row.size_bytes))?;
-    }
-    Ok(resp)
+    let status = if range.is_some() { 206 } else { 200 };
+    let Some(made) =
+        headers::shared_representation(&gw.config.http, permit.shared_row(), v, download)
+    else {
+        return Err(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "the row makes an invalid header value",
+        ));
+    };
+    let content_range = match range {
+        Some(r) => Some(
+            HeaderValue::try_from(range::content_range(r, row.size_bytes))
+                .or_err(ErrorType::InvalidHTTPHeader, "content-range")?,
+        ),
+        None => None,
+    };
+    let more = std::iter::once((CONTENT_LENGTH, HeaderValue::from(length)))
+        .chain(content_range.map(|value| (CONTENT_RANGE, value)));
+    respond::head_of(status, &ctx.request_id, made.iter(), more)
 }
 
 /// The body, from memory when the storage layer holds it, else from storage; an error here
