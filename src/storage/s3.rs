@@ -4,6 +4,7 @@
 
 mod list;
 mod request;
+mod signed_reads;
 
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,7 @@ use crate::authz::Permit;
 use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
 use request::Outgoing;
+use signed_reads::{SignedRead, SignedReads};
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -28,6 +30,8 @@ pub struct S3Storage {
     /// Object reads only: a client whose read-ahead per download is bounded (`reader`).
     reader: ReadClient,
     signer: Signer,
+    /// Object reads' signatures, reused for a while (`signed_reads`).
+    signed_reads: std::sync::Arc<SignedReads>,
     /// `scheme://host[:port][/path-prefix]` that objects of the bucket live under, without a
     /// trailing slash: `endpoint/bucket` (path-style) or `scheme://bucket.host` (virtual-host).
     bucket_base: String,
@@ -55,6 +59,7 @@ impl S3Storage {
                 &cfg.region,
                 "s3",
             ),
+            signed_reads: Default::default(),
             bucket_base: bucket_base(&cfg.endpoint, &cfg.bucket, cfg.path_style)?,
             bucket: cfg.bucket.clone(),
             read_timeout,
@@ -104,12 +109,31 @@ impl Storage for S3Storage {
         permit: &Permit,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
-        // Read the object, optionally one inclusive byte range (RFC 9110 §14.2 `Range`).
-        let mut req = Outgoing::new(Method::GET, self.object_url(permit.key())?);
-        if let Some(r) = range {
-            req = req.header("range", range_value(r));
-        }
-        let resp = self.execute_read(req).await?;
+        // Read the object, optionally one inclusive byte range (RFC 9110 §14.2 `Range`),
+        // with the object's kept signature (`signed_reads`): the range is not signed.
+        let key = permit.key();
+        let signed = self
+            .signed_reads
+            .get_or_sign(key.as_str(), SystemTime::now(), |now| {
+                let req = Outgoing::new(Method::GET, self.object_url(key)?);
+                Ok(SignedRead {
+                    headers: self.signature_at(&req, now)?,
+                    url: req.url,
+                    signed_at: now,
+                })
+            })?;
+        let range = range.map(|r| (r, range_value(r)));
+        let headers: Vec<(&str, &str)> = signed
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .chain(range.as_ref().map(|(_, value)| ("range", value.as_str())))
+            .collect();
+        let resp = self
+            .reader
+            .get(&signed.url, &headers, self.read_timeout)
+            .await?;
+        let range = range.map(|(r, _)| r);
         check_status(resp.status(), read_status(range))?;
         let (head, body) = resp.into_parts();
         object_body(&head.headers, body_stream(body), range, self.read_timeout)

@@ -4,8 +4,6 @@
 
 use std::time::SystemTime;
 
-use http::Response;
-use hyper::body::Incoming;
 use reqwest::Method;
 
 use super::S3Storage;
@@ -45,24 +43,17 @@ impl S3Storage {
         send(self.signed(req)?, self.read_timeout).await
     }
 
-    /// Sign and send an object read through the read client (`reader`), whose read-ahead per
-    /// download is bounded; bounded by the read timeout until the response headers arrive.
-    pub(super) async fn execute_read(
-        &self,
-        req: Outgoing,
-    ) -> Result<Response<Incoming>, StorageError> {
-        let signature = self.signature(&req)?;
-        let headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .collect();
-        self.reader.get(&req.url, &headers, self.read_timeout).await
-    }
-
     /// The SigV4 headers for `req` (its own headers are signed too).
     fn signature(&self, req: &Outgoing) -> Result<Vec<(String, String)>, StorageError> {
+        self.signature_at(req, SystemTime::now())
+    }
+
+    /// `signature`, signed at `time`.
+    pub(super) fn signature_at(
+        &self,
+        req: &Outgoing,
+        time: SystemTime,
+    ) -> Result<Vec<(String, String)>, StorageError> {
         let to_sign: Vec<(&str, &str)> = req
             .headers
             .iter()
@@ -74,7 +65,7 @@ impl S3Storage {
                 req.url.as_str(),
                 &to_sign,
                 &req.payload,
-                SystemTime::now(),
+                time,
             )
             .map_err(|e| StorageError::Config(e.to_string()))
     }
