@@ -23,7 +23,7 @@ pub fn add_public(
     server: &ServerConfig,
 ) -> anyhow::Result<()> {
     let listen = ListenerConfig::tcp(server.listen.to_string())
-        .l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES));
+        .l4_buffer(L4BufferSettings::new(READ_BUFFER_BYTES, WRITE_BUFFER_BYTES));
     let listen = match (&server.tls_cert_file, &server.tls_key_file) {
         (Some(cert), Some(key)) => listen.tls(tls_settings(cert, key)?),
         _ => listen,
@@ -38,6 +38,11 @@ pub fn add_public(
 /// larger than this still go from storage straight to the socket, and the buffer's pages are
 /// only touched as far as a connection fills them.
 const WRITE_BUFFER_BYTES: usize = 32 * 1024;
+
+/// Each connection's read buffer: room for a request head with its cookies and token many
+/// times over. Pingora's default is 64 KiB, which every open connection holds for as long as
+/// it lasts, a download's included; an upload's body is read past it, into the body buffer.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 fn tls_settings(cert: &Path, key: &Path) -> anyhow::Result<TlsSettings> {
     let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());

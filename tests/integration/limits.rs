@@ -605,6 +605,21 @@ async fn redis_down_deny_and_header_budget() {
     assert_eq!(status, 431);
 }
 
+/// A request head several times a connection's 8 KiB read buffer (`listener`) but within the
+/// header budget is read whole and served, and the kept-alive connection serves the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_larger_than_the_read_buffer_is_served() {
+    let data = Data::create().await;
+    let gw = data.gateway("", "").await;
+    let c = reqwest::Client::new();
+    let cookie = format!("pad={}", "c".repeat(28 * 1024));
+    for _ in 0..2 {
+        let resp = get(&c, &gw, "small", &user("lena"), &[("cookie", &cookie)]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.bytes().await.unwrap().len(), SMALL);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// The limiter's cost per request, reported rather than asserted (run by
