@@ -22,7 +22,7 @@ use crate::authz::Permit;
 use crate::config::{S3Config, ServerSideEncryption};
 use crate::http::range::ByteRange;
 use request::Outgoing;
-use signed_reads::{SignedRead, SignedReads};
+use signed_reads::SignedReads;
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -115,25 +115,19 @@ impl Storage for S3Storage {
         let signed = self
             .signed_reads
             .get_or_sign(key.as_str(), SystemTime::now(), |now| {
-                let req = Outgoing::new(Method::GET, self.object_url(key)?);
-                Ok(SignedRead {
-                    headers: self.signature_at(&req, now)?,
-                    url: req.url,
-                    signed_at: now,
-                })
+                self.signed_read(key, now)
             })?;
-        let range = range.map(|r| (r, range_value(r)));
+        let range_header = range.map(range_value);
         let headers: Vec<(&str, &str)> = signed
             .headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
-            .chain(range.as_ref().map(|(_, value)| ("range", value.as_str())))
+            .chain(range_header.as_deref().map(|value| ("range", value)))
             .collect();
         let resp = self
             .reader
             .get(&signed.url, &headers, self.read_timeout)
             .await?;
-        let range = range.map(|(r, _)| r);
         check_status(resp.status(), read_status(range))?;
         let (head, body) = resp.into_parts();
         object_body(&head.headers, body_stream(body), range, self.read_timeout)

@@ -6,10 +6,11 @@ use std::time::SystemTime;
 
 use reqwest::Method;
 
+use super::signed_reads::SignedRead;
 use super::S3Storage;
 use crate::storage::http_provider::send;
 use crate::storage::sign::PayloadHash;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, StorageKey};
 
 /// One request before signing: everything that will be sent, and nothing else.
 pub(super) struct Outgoing {
@@ -43,13 +44,28 @@ impl S3Storage {
         send(self.signed(req)?, self.read_timeout).await
     }
 
+    /// The signed `GET` of an object at `time`, its range left out (`signed_reads`), for the
+    /// read client (`reader`).
+    pub(super) fn signed_read(
+        &self,
+        key: &StorageKey,
+        time: SystemTime,
+    ) -> Result<SignedRead, StorageError> {
+        let req = Outgoing::new(Method::GET, self.object_url(key)?);
+        Ok(SignedRead {
+            headers: self.signature_at(&req, time)?,
+            url: req.url,
+            signed_at: time,
+        })
+    }
+
     /// The SigV4 headers for `req` (its own headers are signed too).
     fn signature(&self, req: &Outgoing) -> Result<Vec<(String, String)>, StorageError> {
         self.signature_at(req, SystemTime::now())
     }
 
     /// `signature`, signed at `time`.
-    pub(super) fn signature_at(
+    fn signature_at(
         &self,
         req: &Outgoing,
         time: SystemTime,
